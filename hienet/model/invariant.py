@@ -1,0 +1,79 @@
+"""The invariant graph-transformer layer of HIENet (Comformer-style node attention).
+
+For an edge from source s to target t (messages are summed at t):
+
+    q   = W_q x_t,  k_t = W_k x_t,  k_s = W_k x_s,  v_t = W_v x_t,  v_s = W_v x_s
+    e   = W_e b(r)                                   (b = radial embedding)
+    α   = q ⊙ MLP_k([k_t, k_s, e]) / sqrt(C)
+    m   = MLP_m([v_t, v_s, e]) ⊙ sigmoid(LayerNorm_α(α))        (no softmax)
+    out = W_o Σ_s m
+
+followed by the double (reset/update) gate of the node state:
+
+    ρ = σ(W_ρ x),  z = σ(W_z x)
+    x' = (1 - z) ⊙ (ρ ⊙ x) + z ⊙ [(1 - z) ⊙ x + z ⊙ softplus(LayerNorm(out))]
+
+In the official model the message does not vanish at the cutoff (W_e has a bias and the
+node terms are not multiplied by the envelope), so the energy jumps when a pair crosses r_c.
+With `smooth=True` every message is multiplied by the envelope u(r), which makes the layer,
+and so the whole model, continuous with continuous forces at the cutoff.
+"""
+import math
+
+import torch
+from e3nn.util.jit import compile_mode
+from torch import nn
+
+
+def _mlp(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(3 * channels, channels), nn.SiLU(), nn.Linear(channels, channels))
+
+
+@compile_mode("script")
+class InvariantAttentionLayer(nn.Module):
+    """Scalar node features (N, C) → (N, C); reads edge_index (2, E) and radial (E, B)."""
+
+    def __init__(self, channels: int, num_radial: int, smooth: bool = True):
+        super().__init__()
+        self.channels = channels
+        self.smooth = smooth
+        self.query = nn.Linear(channels, channels)
+        self.key = nn.Linear(channels, channels)
+        self.value = nn.Linear(channels, channels)
+        self.edge = nn.Linear(num_radial, channels)
+        self.key_mlp = _mlp(channels)
+        self.message_mlp = _mlp(channels)
+        self.attention_norm = nn.LayerNorm(channels)
+        self.output = nn.Linear(channels, channels)
+        self.output_norm = nn.LayerNorm(channels)
+        self.reset_gate = nn.Linear(channels, channels)
+        self.update_gate = nn.Linear(channels, channels)
+        self.inv_sqrt_c = 1.0 / math.sqrt(channels)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        radial: torch.Tensor,
+        envelope: torch.Tensor,
+    ) -> torch.Tensor:
+        # Official (PyG source→target) orientation: source = edge_index[0], target = edge_index[1].
+        source, target = edge_index[0], edge_index[1]
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        e = self.edge(radial)
+        key = self.key_mlp(torch.cat([k[target], k[source], e], dim=-1))
+        alpha = q[target] * key * self.inv_sqrt_c
+        message = self.message_mlp(torch.cat([v[target], v[source], e], dim=-1))
+        message = message * torch.sigmoid(self.attention_norm(alpha))
+        if self.smooth:
+            message = message * envelope
+        summed = torch.zeros_like(x).index_add_(0, target, message)
+        out = self.output(summed)
+
+        reset = torch.sigmoid(self.reset_gate(x))
+        update = torch.sigmoid(self.update_gate(x))
+        candidate = (1.0 - update) * x + update * nn.functional.softplus(self.output_norm(out))
+        return (1.0 - update) * (reset * x) + update * candidate
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, smooth={self.smooth}"
