@@ -1,0 +1,136 @@
+// pybind11 module hienet._runtime: the C++ runtime, driven from Python (tests, debugging).
+// It exchanges numpy arrays only, so it does not need torch's Python bindings.
+#include "hienet/model.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+namespace py = pybind11;
+
+namespace {
+
+hienet::Device parse_device(const std::string &name)
+{
+  if (name == "auto") return hienet::Device::Auto;
+  if (name == "cpu") return hienet::Device::CPU;
+  if (name == "cuda") return hienet::Device::CUDA;
+  throw py::value_error("device must be 'auto', 'cpu' or 'cuda', got '" + name + "'");
+}
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+py::dict evaluate(hienet::Model &model, const carray<int64_t> &species,
+                  const carray<int64_t> &edge_index, const carray<double> &edge_vec,
+                  int64_t n_local, int atom_virial)
+{
+  if (species.ndim() != 1) throw py::value_error("species must have shape [N]");
+  if (edge_index.ndim() != 2 || edge_index.shape(0) != 2)
+    throw py::value_error("edge_index must have shape [2, E]");
+  const int64_t E = edge_index.shape(1);
+  if (edge_vec.ndim() != 2 || edge_vec.shape(0) != E || edge_vec.shape(1) != 3)
+    throw py::value_error("edge_vec must have shape [E, 3] with E = edge_index.shape[1]");
+  if (atom_virial != 0 && atom_virial != 6 && atom_virial != 9)
+    throw py::value_error("atom_virial must be 0, 6 or 9");
+
+  hienet::Graph g;
+  g.num_nodes = species.shape(0);
+  g.n_local = n_local;
+  g.species = species.data();
+  g.num_edges = E;
+  g.edge_src = edge_index.data();
+  g.edge_dst = edge_index.data() + E;
+  g.edge_vec = edge_vec.data();
+
+  hienet::Result r;
+  {
+    py::gil_scoped_release release;
+    model.evaluate(g, static_cast<hienet::AtomVirial>(atom_virial), r);
+  }
+  const auto N = static_cast<py::ssize_t>(g.num_nodes);
+  py::dict out;
+  out["energy"] = r.energy;
+  out["atom_energy"] = py::array_t<double>(py::ssize_t(r.atom_energy.size()), r.atom_energy.data());
+  out["forces"] = py::array_t<double>({N, py::ssize_t(3)}, r.forces.data());
+  out["virial"] = py::array_t<double>(6, r.virial);
+  if (atom_virial)
+    out["atom_virial"] = py::array_t<double>({N, py::ssize_t(atom_virial)}, r.atom_virial.data());
+  return out;
+}
+
+}    // namespace
+
+PYBIND11_MODULE(_runtime, m)
+{
+  m.doc() = "HIENet C++ runtime (the evaluator behind pair_style hienet).";
+  m.attr("FORMAT_VERSION") = hienet::kFormatVersion;
+  m.def("torch_version", &hienet::torch_version, "torch version the runtime was built against");
+
+  // hienet.Error -> hienet._runtime.ModelError, a RuntimeError
+  py::register_exception<hienet::Error>(m, "ModelError", PyExc_RuntimeError);
+
+  m.def(
+      "read_metadata",
+      [](const std::string &path) {
+        return py::module_::import("json").attr("loads")(hienet::read_metadata(path).json);
+      },
+      py::arg("path"), "Validated metadata.json of an exported model file, as a dict.");
+
+  py::class_<hienet::Model>(m, "Model", R"doc(
+An exported HIENet model loaded by the C++ runtime.
+
+Parameters
+----------
+path : str
+    File written by hienet-export (export/FORMAT.md, format version 1).
+device : {"auto", "cpu", "cuda"}
+    "auto" uses CUDA when torch sees a GPU.
+local_rank : int
+    Node-local rank; the GPU used is local_rank % number of GPUs.
+num_threads : int
+    Torch intra-op threads (process-wide): > 0 sets it, 0 leaves it alone,
+    < 0 reads HIENET_NUM_THREADS (default 1).
+)doc")
+      .def(py::init([](const std::string &path, const std::string &device, int local_rank,
+                       int num_threads) {
+             hienet::Options o;
+             o.device = parse_device(device);
+             o.local_rank = local_rank;
+             o.num_threads = num_threads;
+             return new hienet::Model(path, o);
+           }),
+           py::arg("path"), py::arg("device") = "auto", py::arg("local_rank") = 0,
+           py::arg("num_threads") = -1)
+      .def_property_readonly("path", &hienet::Model::path)
+      .def_property_readonly("cutoff", &hienet::Model::cutoff)
+      .def_property_readonly("species", &hienet::Model::species)
+      .def_property_readonly("num_message_passing_layers",
+                             &hienet::Model::num_message_passing_layers)
+      .def_property_readonly("dtype", &hienet::Model::dtype)
+      .def_property_readonly("device", &hienet::Model::device)
+      .def_property_readonly("num_threads", &hienet::Model::num_threads)
+      .def_property_readonly("metadata",
+                             [](const hienet::Model &model) {
+                               return py::module_::import("json").attr("loads")(
+                                   model.metadata().json);
+                             })
+      .def("evaluate", &evaluate, py::arg("species"), py::arg("edge_index"),
+           py::arg("edge_vec"), py::arg("n_local"), py::arg("atom_virial") = 0,
+           R"doc(
+Evaluate on a graph (FORMAT.md convention). Returns a dict with energy (float),
+atom_energy [n_local], forces [N, 3] (F[i] += g, F[j] -= g), virial [6] (LAMMPS order
+xx yy zz xy xz yz, W = -sum r (x) g) and, if atom_virial is 6 or 9, atom_virial [N, 6|9]
+(each edge split half/half; 9 adds yx zx zy).
+)doc")
+      .def("__repr__", [](const hienet::Model &model) {
+        std::string s = "hienet._runtime.Model('" + model.path() + "', species=[";
+        for (size_t k = 0; k < model.species().size(); ++k)
+          s += (k ? ", " : "") + model.species()[k];
+        return s + "], cutoff=" + std::to_string(model.cutoff()) +
+               ", layers=" + std::to_string(model.num_message_passing_layers()) + ", dtype=" +
+               model.dtype() + ", device=" + model.device() + ")";
+      });
+}

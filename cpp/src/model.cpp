@@ -1,0 +1,338 @@
+// HIENet runtime implementation: the only translation unit that includes torch.
+#include "hienet/model.h"
+
+#include "json.h"
+
+#include <ATen/Parallel.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/version.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace hienet {
+
+namespace {
+
+// First line of a torch error message, without the C++ backtrace.
+std::string short_message(const c10::Error &e)
+{
+  std::string msg = e.what_without_backtrace();
+  auto nl = msg.find('\n');
+  if (nl != std::string::npos) msg.resize(nl);
+  return msg;
+}
+
+std::string in_quotes(const std::string &s)
+{
+  return "'" + s + "'";
+}
+
+void check_readable(const std::string &path)
+{
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error("cannot open HIENet model file " + in_quotes(path) + ": " + std::strerror(errno));
+}
+
+std::string json_repr(const json::Value &v)
+{
+  switch (v.type) {
+    case json::Value::Type::Null: return "null";
+    case json::Value::Type::Bool: return v.boolean ? "true" : "false";
+    case json::Value::Type::Number: {
+      std::ostringstream out;
+      out << v.number;
+      return out.str();
+    }
+    case json::Value::Type::String: return "\"" + v.string + "\"";
+    case json::Value::Type::Array: return "[...]";
+    case json::Value::Type::Object: return "{...}";
+  }
+  return "?";
+}
+
+Metadata parse_metadata(const std::string &text, const std::string &path)
+{
+  json::Value root;
+  try {
+    root = json::parse(text);
+  } catch (const std::exception &e) {
+    throw Error("corrupt metadata.json in HIENet model file " + in_quotes(path) + " (" + e.what() +
+                "); re-export it with hienet-export");
+  }
+  if (!root.is_object())
+    throw Error("metadata.json in HIENet model file " + in_quotes(path) + " is not a JSON object");
+
+  auto missing = [&](const char *key) {
+    return Error("metadata.json in HIENet model file " + in_quotes(path) + " has no valid '" + key +
+                 "' entry; re-export it with hienet-export");
+  };
+
+  Metadata meta;
+  meta.json = text;
+
+  // The version comes first: a future format may change every other key.
+  const json::Value *v = root.find("format_version");
+  if (!v) throw missing("format_version");
+  if (!v->is_number() || v->number != std::floor(v->number) || v->number != kFormatVersion)
+    throw Error("unsupported HIENet model format version " + json_repr(*v) + " in " + path +
+                " (this build reads " + std::to_string(kFormatVersion) +
+                "); re-export with hienet-export");
+  meta.format_version = kFormatVersion;
+
+  v = root.find("cutoff");
+  if (!v || !v->is_number() || !(v->number > 0.0) || !std::isfinite(v->number))
+    throw missing("cutoff");
+  meta.cutoff = v->number;
+
+  v = root.find("num_message_passing_layers");
+  if (!v || !v->is_number() || v->number < 0 || v->number != std::floor(v->number))
+    throw missing("num_message_passing_layers");
+  meta.num_message_passing_layers = static_cast<int>(v->number);
+
+  v = root.find("species");
+  if (!v || !v->is_array() || v->array.empty()) throw missing("species");
+  for (const auto &s : v->array) {
+    if (!s.is_string() || s.string.empty()) throw missing("species");
+    meta.species.push_back(s.string);
+  }
+
+  v = root.find("dtype");
+  if (!v || !v->is_string()) throw missing("dtype");
+  if (v->string != "float32" && v->string != "float64")
+    throw Error("HIENet model file " + in_quotes(path) + " has dtype \"" + v->string +
+                "\"; only float32 and float64 are supported");
+  meta.dtype = v->string;
+
+  auto optional_string = [&](const char *key) -> std::string {
+    const json::Value *s = root.find(key);
+    return (s && s->is_string()) ? s->string : std::string();
+  };
+  meta.hienet_version = optional_string("hienet_version");
+  meta.torch_version = optional_string("torch_version");
+  meta.model_hash = optional_string("model_hash");
+  return meta;
+}
+
+int resolve_threads(int requested)
+{
+  if (requested >= 0) return requested;
+  const char *env = std::getenv("HIENET_NUM_THREADS");
+  if (!env || !*env) return 1;
+  char *end = nullptr;
+  long n = std::strtol(env, &end, 10);
+  if (*end != '\0' || n < 1 || n > 4096)
+    throw Error(std::string("HIENET_NUM_THREADS must be a positive integer, got '") + env + "'");
+  return static_cast<int>(n);
+}
+
+torch::Device pick_device(const Options &options)
+{
+  if (options.device == Device::CPU) return torch::Device(torch::kCPU);
+  bool have_cuda = torch::cuda::is_available();
+  if (!have_cuda) {
+    if (options.device == Device::CUDA)
+      throw Error("device cuda was requested, but torch " + torch_version() +
+                  " sees no CUDA device (a CPU-only torch build, or no visible GPU)");
+    return torch::Device(torch::kCPU);
+  }
+  auto count = static_cast<int>(torch::cuda::device_count());
+  int rank = options.local_rank < 0 ? 0 : options.local_rank;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank % count));
+}
+
+}    // namespace
+
+// --------------------------------------------------------------------------------------
+
+std::string torch_version()
+{
+  return TORCH_VERSION;
+}
+
+Metadata read_metadata(const std::string &path)
+{
+  check_readable(path);
+  std::string text;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord("extra/metadata.json"))
+      throw Error("HIENet model file " + in_quotes(path) +
+                  " has no metadata.json: it was not written by hienet-export");
+    at::DataPtr data;
+    size_t size = 0;
+    std::tie(data, size) = reader.getRecord("extra/metadata.json");
+    text.assign(static_cast<const char *>(data.get()), size);
+  } catch (const c10::Error &e) {
+    throw Error("cannot read HIENet model file " + in_quotes(path) +
+                ": not a TorchScript archive or corrupt (" + short_message(e) +
+                "); write it with hienet-export");
+  }
+  return parse_metadata(text, path);
+}
+
+struct Model::Impl {
+  std::string path;
+  Metadata meta;
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  torch::ScalarType dtype = torch::kFloat64;
+  int threads = 1;
+};
+
+Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
+{
+  impl_->path = path;
+  impl_->meta = read_metadata(path);
+  impl_->dtype = impl_->meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+  impl_->device = pick_device(options);
+
+  int threads = resolve_threads(options.num_threads);
+  if (threads > 0) at::set_num_threads(threads);
+  impl_->threads = at::get_num_threads();
+
+  try {
+    impl_->module = torch::jit::load(path, impl_->device);
+  } catch (const c10::Error &e) {
+    throw Error("cannot load HIENet model file " + in_quotes(path) + " as TorchScript (" +
+                short_message(e) + "); re-export it with hienet-export");
+  }
+  impl_->module.eval();
+  if (!impl_->module.find_method("forward"))
+    throw Error("HIENet model file " + in_quotes(path) + " has no forward() method");
+}
+
+Model::~Model() = default;
+Model::Model(Model &&) noexcept = default;
+Model &Model::operator=(Model &&) noexcept = default;
+
+const std::string &Model::path() const { return impl_->path; }
+const Metadata &Model::metadata() const { return impl_->meta; }
+double Model::cutoff() const { return impl_->meta.cutoff; }
+int Model::num_message_passing_layers() const { return impl_->meta.num_message_passing_layers; }
+const std::vector<std::string> &Model::species() const { return impl_->meta.species; }
+const std::string &Model::dtype() const { return impl_->meta.dtype; }
+std::string Model::device() const { return impl_->device.str(); }
+int Model::num_threads() const { return impl_->threads; }
+
+int Model::species_index(const std::string &symbol) const
+{
+  const auto &s = impl_->meta.species;
+  for (size_t k = 0; k < s.size(); ++k)
+    if (s[k] == symbol) return static_cast<int>(k);
+  return -1;
+}
+
+void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
+{
+  const int64_t N = g.num_nodes, E = g.num_edges, n_local = g.n_local;
+  if (N < 0 || E < 0 || n_local < 0 || n_local > N)
+    throw Error("invalid graph: num_nodes=" + std::to_string(N) + " num_edges=" +
+                std::to_string(E) + " n_local=" + std::to_string(n_local));
+  const int64_t nspecies = static_cast<int64_t>(impl_->meta.species.size());
+  for (int64_t n = 0; n < N; ++n)
+    if (g.species[n] < 0 || g.species[n] >= nspecies)
+      throw Error("invalid graph: node " + std::to_string(n) + " has species index " +
+                  std::to_string(g.species[n]) + ", the model has " + std::to_string(nspecies) +
+                  " species");
+  for (int64_t e = 0; e < E; ++e)
+    if (g.edge_src[e] < 0 || g.edge_src[e] >= N || g.edge_dst[e] < 0 || g.edge_dst[e] >= N)
+      throw Error("invalid graph: edge " + std::to_string(e) + " = (" +
+                  std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
+                  ") is outside nodes 0.." + std::to_string(N - 1));
+
+  const int nv = static_cast<int>(atom_virial);
+  r.energy = 0.0;
+  for (double &w : r.virial) w = 0.0;
+  r.atom_energy.assign(static_cast<size_t>(n_local), 0.0);
+  r.forces.assign(static_cast<size_t>(N * 3), 0.0);
+  if (nv) r.atom_virial.assign(static_cast<size_t>(N * nv), 0.0);
+  else r.atom_virial.clear();
+  if (N == 0) return;    // an empty domain: explicit zeros, the model is not called
+
+  torch::Tensor edge_grad;
+  try {
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    torch::Tensor species = torch::from_blob(const_cast<int64_t *>(g.species), {N}, i64)
+                                .to(impl_->device, torch::kInt64, false, true);
+    torch::Tensor edge_index = torch::empty({2, E}, i64);
+    if (E > 0) {
+      std::memcpy(edge_index.data_ptr<int64_t>(), g.edge_src, sizeof(int64_t) * E);
+      std::memcpy(edge_index.data_ptr<int64_t>() + E, g.edge_dst, sizeof(int64_t) * E);
+    }
+    edge_index = edge_index.to(impl_->device);
+    torch::Tensor edge_vec =
+        E > 0 ? torch::from_blob(const_cast<double *>(g.edge_vec), {E, 3},
+                                 torch::TensorOptions().dtype(torch::kFloat64))
+              : torch::zeros({0, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+    // always a copy: the model turns on requires_grad for its edge_vec input
+    edge_vec = edge_vec.to(impl_->device, impl_->dtype, false, true);
+
+    std::vector<torch::jit::IValue> inputs{species, edge_index, edge_vec, n_local};
+    torch::jit::IValue out = impl_->module.forward(inputs);
+    if (!out.isTuple() || out.toTupleRef().elements().size() != 3)
+      throw Error("HIENet model " + in_quotes(impl_->path) +
+                  " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
+    const auto &elems = out.toTupleRef().elements();
+    torch::Tensor energy = elems[0].toTensor().to(torch::kCPU, torch::kFloat64);
+    torch::Tensor atom_energy =
+        elems[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    edge_grad = elems[2].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (energy.numel() != 1 || atom_energy.numel() != n_local ||
+        edge_grad.dim() != 2 || edge_grad.size(0) != E || edge_grad.size(1) != 3)
+      throw Error("HIENet model " + in_quotes(impl_->path) + " returned shapes energy " +
+                  std::to_string(energy.numel()) + " values, atom_energy " +
+                  std::to_string(atom_energy.numel()) + " values, edge_grad " +
+                  c10::str(edge_grad.sizes()) + "; expected 1, " + std::to_string(n_local) +
+                  ", [" + std::to_string(E) + ", 3]");
+    r.energy = energy.item<double>();
+    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
+                sizeof(double) * static_cast<size_t>(n_local));
+  } catch (const c10::Error &e) {
+    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
+                short_message(e));
+  }
+
+  // forces and virials in double precision from g_e = dE/d(edge_vec[e])
+  const double *grad = edge_grad.data_ptr<double>();
+  double *F = r.forces.data();
+  double *AV = nv ? r.atom_virial.data() : nullptr;
+  double W[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};    // row-major W_ab = -sum r_a g_b
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t i = g.edge_src[e], j = g.edge_dst[e];
+    const double *gv = grad + 3 * e;
+    const double *rv = g.edge_vec + 3 * e;
+    for (int a = 0; a < 3; ++a) {
+      F[3 * i + a] += gv[a];
+      F[3 * j + a] -= gv[a];
+    }
+    double w[9];
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 3; ++b) w[3 * a + b] = -rv[a] * gv[b];
+    for (int k = 0; k < 9; ++k) W[k] += w[k];
+    if (AV) {
+      // LAMMPS order: xx yy zz xy xz yz [yx zx zy]
+      const double c[9] = {w[0], w[4], w[8], w[1], w[2], w[5], w[3], w[6], w[7]};
+      double *vi = AV + nv * i, *vj = AV + nv * j;
+      for (int k = 0; k < nv; ++k) {
+        vi[k] += 0.5 * c[k];
+        vj[k] += 0.5 * c[k];
+      }
+    }
+  }
+  r.virial[0] = W[0];
+  r.virial[1] = W[4];
+  r.virial[2] = W[8];
+  r.virial[3] = W[1];
+  r.virial[4] = W[2];
+  r.virial[5] = W[5];
+}
+
+}    // namespace hienet
