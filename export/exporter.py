@@ -1,0 +1,59 @@
+"""Export a HIENet checkpoint to a self-contained TorchScript file with metadata."""
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from e3nn.util.jit import script
+
+from hienet._version import __version__
+from hienet.model import HIENet
+
+from .deployable import DeployableHIENet
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+STAGE_METHODS = ["embed", "edge_features", "invariant_layer", "interaction", "readout"]
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def model_hash(model: HIENet) -> str:
+    """sha256 of the config and the weights (dtype- and device-independent: float64 bytes)."""
+    h = hashlib.sha256(json.dumps(model.config, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        t = tensor.detach().cpu()
+        h.update((t.double() if t.is_floating_point() else t).contiguous().numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def metadata(model: HIENet, dtype: str, digest: str) -> Dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "hienet_version": __version__,
+        "cutoff": float(model.cutoff),
+        "num_message_passing_layers": int(model.num_message_passing_layers),
+        "species": list(model.species),
+        "dtype": dtype,
+        "torch_version": torch.__version__,
+        "model_hash": digest,
+        "units": {"energy": "eV", "length": "Å"},
+        "config": model.config,
+    }
+
+
+def export_model(model: HIENet, path, dtype: str = "float64", device: str = "cpu") -> Dict[str, Any]:
+    """Script, freeze and save `model` to `path`; return the metadata written."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    digest = model_hash(model)
+    model = model.to(dtype=_DTYPES[dtype], device=device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    scripted = script(DeployableHIENet(model).eval())
+    frozen = torch.jit.freeze(scripted, preserved_attrs=STAGE_METHODS)
+    meta = metadata(model, dtype, digest)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(frozen, str(path), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    return meta
