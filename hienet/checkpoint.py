@@ -82,6 +82,9 @@ def model_from_checkpoint(ckpt: Dict[str, Any], source="checkpoint") -> HIENet:
             f"{source}: weights do not fit the config (missing {sorted(ours - theirs)[:5]}, "
             f"unexpected {sorted(theirs - ours)[:5]})"
         )
+    # Build in the stored precision so that loading loses no bits.
+    stored = [v.dtype for v in state.values() if v.is_floating_point()]
+    model = model.to(stored[0] if stored else torch.float64)
     model.load_state_dict(state)
     return model
 
