@@ -11,8 +11,9 @@ virial show up:
   on atoms up to layers x cutoff away (a ghost shell that is too thin changes results);
 * a vector (l = 1) channel whose squared norm adds three-body, angle-dependent terms
   (a sign error in edge_vec changes the energy);
-* messages carry the neighbour's features to the centre (`edge_index[0]` aggregates), so
-  swapping i and j changes the energy.
+* messages carry the neighbour's features to the centre (`edge_index[0]` aggregates) and,
+  with other weights, the centre's features to the neighbour, so swapping i and j changes
+  the energy and a graph missing one direction of an edge is wrong.
 
 The cutoff function (1 - (r/rc)^2)^2 makes energy and forces continuous at the cutoff,
 so NVE runs conserve energy.
@@ -50,6 +51,7 @@ class ToyHIENet(torch.nn.Module):
         self.register_buffer("shift", rand(num_species, scale=3.0))
         self.register_buffer("widths", 0.2 + 0.6 * torch.rand(K, generator=g, dtype=torch.float64))
         self.register_buffer("mix", rand(num_layers, K, K, scale=0.8))
+        self.register_buffer("reverse_mix", rand(num_layers, K, K, scale=0.4))
         self.register_buffer("vector_mix", rand(num_layers, K, scale=1.0))
         self.register_buffer("readout_weights", rand(K, scale=1.0))
 
@@ -71,6 +73,10 @@ class ToyHIENet(torch.nn.Module):
         xj = x[neighbour]
         message = (xj @ self.mix[k]) * radial                                  # [E, K]
         scalar = torch.zeros_like(x).index_add_(0, centre, message)
+        # a weaker message the other way, with other weights: the graph must hold every
+        # edge in both directions, whichever end a real model aggregates on
+        reverse = (x[centre] @ self.reverse_mix[k]) * radial
+        scalar = scalar.index_add_(0, neighbour, reverse)
         vector_message = sh.unsqueeze(2) * (radial * xj * self.vector_mix[k]).unsqueeze(1)
         vector = torch.zeros(x.shape[0], 3, x.shape[1], dtype=x.dtype, device=x.device)
         vector = vector.index_add_(0, centre, vector_message)                 # [N, 3, K]
