@@ -16,7 +16,7 @@ virial show up:
   the energy and a graph missing one direction of an edge is wrong.
 
 The cutoff function (1 - (r/rc)^2)^2 makes energy and forces continuous at the cutoff,
-so NVE runs conserve energy.
+so NVE runs conserve energy (`smooth=False` drops it, for comparison).
 
     write_toy_model(path, dtype="float64")  ->  path
 """
@@ -36,7 +36,8 @@ TOY_FEATURES = 8
 
 
 class ToyHIENet(torch.nn.Module):
-    def __init__(self, num_species: int, cutoff: float, num_layers: int, features: int, seed: int):
+    def __init__(self, num_species: int, cutoff: float, num_layers: int, features: int, seed: int,
+                 smooth: bool = True):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         K = features
@@ -45,6 +46,7 @@ class ToyHIENet(torch.nn.Module):
             return scale * (2.0 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1.0)
 
         self.cutoff = cutoff
+        self.smooth = smooth
         self.num_interactions = num_layers
         # buffers, not parameters: an exported model needs no parameter gradients
         self.register_buffer("embedding", rand(num_species, K))
@@ -61,7 +63,7 @@ class ToyHIENet(torch.nn.Module):
     def edge_features(self, edge_vec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         r = torch.linalg.norm(edge_vec, dim=1)
         u = (r / self.cutoff).clamp(max=1.0)
-        envelope = (1.0 - u * u) ** 2
+        envelope = (1.0 - u * u) ** 2 if self.smooth else torch.ones_like(u)
         radial = torch.exp(-self.widths * (r * r).unsqueeze(1)) * envelope.unsqueeze(1)
         sh = edge_vec / r.unsqueeze(1)
         return radial, sh
@@ -105,19 +107,22 @@ class ToyHIENet(torch.nn.Module):
 
 def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
                     num_layers: int = TOY_LAYERS, species: List[str] = TOY_SPECIES,
-                    seed: int = 0, format_version=1, metadata_overrides: dict | None = None) -> Path:
+                    seed: int = 0, smooth: bool = True, format_version=1,
+                    metadata_overrides: dict | None = None) -> Path:
     """Write a toy model file obeying export/FORMAT.md; returns its path.
 
-    `format_version` and `metadata_overrides` exist to write deliberately wrong files.
+    `smooth=False` drops the cutoff envelope (energy jumps when a pair crosses the cutoff),
+    for comparison in energy-conservation tests. `format_version` and `metadata_overrides`
+    exist to write deliberately wrong files.
     """
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    model = ToyHIENet(len(species), cutoff, num_layers, TOY_FEATURES, seed).to(torch_dtype).eval()
+    model = ToyHIENet(len(species), cutoff, num_layers, TOY_FEATURES, seed, smooth).to(torch_dtype).eval()
     scripted = torch.jit.script(model)
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
         digest.update(name.encode())
         digest.update(value.double().numpy().tobytes())
-    config = {"model": "toy", "features": TOY_FEATURES, "seed": seed}
+    config = {"model": "toy", "features": TOY_FEATURES, "seed": seed, "smooth": smooth}
     digest.update(json.dumps(config, sort_keys=True).encode())
     metadata = {
         "format_version": format_version,
