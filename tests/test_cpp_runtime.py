@@ -246,3 +246,22 @@ def test_device_choice(rt, models):
     assert rt.Model(str(models["float64"]), device="cpu").device == "cpu"
     with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda'"):
         rt.Model(str(models["float64"]), device="tpu")
+
+
+def test_keys_mirror_python():
+    """cpp/include/hienet/keys.h mirrors hienet/graph/keys.py; its metadata keys are FORMAT.md's."""
+    import re
+    from pathlib import Path
+
+    from hienet.graph import keys
+
+    repo = Path(__file__).resolve().parents[1]
+    header = (repo / "cpp" / "include" / "hienet" / "keys.h").read_text()
+    graph_part, metadata_part = header.split("namespace metadata_keys", 1)
+    pattern = re.compile(r'constexpr const char \*(\w+) = "([^"]+)";')
+    cpp = dict(pattern.findall(graph_part))
+    python = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
+    assert cpp == python
+    format_md = (repo / "export" / "FORMAT.md").read_text()
+    for name, value in pattern.findall(metadata_part):
+        assert f"`{value}`" in format_md, f"metadata key {value} not in export/FORMAT.md"

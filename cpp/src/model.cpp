@@ -1,6 +1,7 @@
 // HIENet runtime implementation: the only translation unit that includes torch.
 #include "hienet/model.h"
 
+#include "hienet/keys.h"
 #include "json.h"
 
 #include <ATen/Parallel.h>
@@ -79,33 +80,33 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
   meta.json = text;
 
   // The version comes first: a future format may change every other key.
-  const json::Value *v = root.find("format_version");
-  if (!v) throw missing("format_version");
+  const json::Value *v = root.find(metadata_keys::format_version);
+  if (!v) throw missing(metadata_keys::format_version);
   if (!v->is_number() || v->number != std::floor(v->number) || v->number != kFormatVersion)
     throw Error("unsupported HIENet model format version " + json_repr(*v) + " in " + path +
                 " (this build reads " + std::to_string(kFormatVersion) +
                 "); re-export with hienet-export");
   meta.format_version = kFormatVersion;
 
-  v = root.find("cutoff");
+  v = root.find(metadata_keys::cutoff);
   if (!v || !v->is_number() || !(v->number > 0.0) || !std::isfinite(v->number))
-    throw missing("cutoff");
+    throw missing(metadata_keys::cutoff);
   meta.cutoff = v->number;
 
-  v = root.find("num_message_passing_layers");
+  v = root.find(metadata_keys::num_message_passing_layers);
   if (!v || !v->is_number() || v->number < 0 || v->number != std::floor(v->number))
-    throw missing("num_message_passing_layers");
+    throw missing(metadata_keys::num_message_passing_layers);
   meta.num_message_passing_layers = static_cast<int>(v->number);
 
-  v = root.find("species");
-  if (!v || !v->is_array() || v->array.empty()) throw missing("species");
+  v = root.find(metadata_keys::species);
+  if (!v || !v->is_array() || v->array.empty()) throw missing(metadata_keys::species);
   for (const auto &s : v->array) {
-    if (!s.is_string() || s.string.empty()) throw missing("species");
+    if (!s.is_string() || s.string.empty()) throw missing(metadata_keys::species);
     meta.species.push_back(s.string);
   }
 
-  v = root.find("dtype");
-  if (!v || !v->is_string()) throw missing("dtype");
+  v = root.find(metadata_keys::dtype);
+  if (!v || !v->is_string()) throw missing(metadata_keys::dtype);
   if (v->string != "float32" && v->string != "float64")
     throw Error("HIENet model file " + in_quotes(path) + " has dtype \"" + v->string +
                 "\"; only float32 and float64 are supported");
@@ -115,9 +116,9 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
     const json::Value *s = root.find(key);
     return (s && s->is_string()) ? s->string : std::string();
   };
-  meta.hienet_version = optional_string("hienet_version");
-  meta.torch_version = optional_string("torch_version");
-  meta.model_hash = optional_string("model_hash");
+  meta.hienet_version = optional_string(metadata_keys::hienet_version);
+  meta.torch_version = optional_string(metadata_keys::torch_version);
+  meta.model_hash = optional_string(metadata_keys::model_hash);
   return meta;
 }
 
@@ -163,12 +164,12 @@ Metadata read_metadata(const std::string &path)
   std::string text;
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
-    if (!reader.hasRecord("extra/metadata.json"))
+    if (!reader.hasRecord(std::string("extra/") + metadata_keys::file_name))
       throw Error("HIENet model file " + in_quotes(path) +
                   " has no metadata.json: it was not written by hienet-export");
     at::DataPtr data;
     size_t size = 0;
-    std::tie(data, size) = reader.getRecord("extra/metadata.json");
+    std::tie(data, size) = reader.getRecord(std::string("extra/") + metadata_keys::file_name);
     text.assign(static_cast<const char *>(data.get()), size);
   } catch (const c10::Error &e) {
     throw Error("cannot read HIENet model file " + in_quotes(path) +
