@@ -75,7 +75,7 @@ velocity all create 300 12345 mom yes rot yes
 fix 1 all nve
 timestep 0.001
 thermo {max(steps, 1)}
-run 3
+run 5
 run {steps}
 """
     inp = workdir / f"in.bench_{reps}_{ranks}"
@@ -112,8 +112,8 @@ def python_times(model: Path, atoms, repeats: int, threads: int) -> dict:
     edge_vec = torch.as_tensor(D, dtype=deployed.dtype)
 
     def per_atom(fn):
-        fn()                                  # warm-up (TorchScript profiling runs)
-        fn()
+        for _ in range(3):                    # warm-up (TorchScript profiling runs)
+            fn()
         start = time.perf_counter()
         for _ in range(repeats):
             fn()
