@@ -43,11 +43,12 @@ def compare(lmp, ref, system, atol, rtol=0.0):
     n = len(system.atoms)
     volume = lmp.volume
 
-    def check(what, got, want, scale=1.0):
+    def check(what, got, want):
+        """max |got - want| <= atol + rtol * max |want|"""
         got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-        bound = atol + rtol * max(np.abs(want).max(initial=0.0), 1e-300)
-        err = np.abs(got - want).max(initial=0.0) / scale
-        assert err <= bound / scale if rtol else err <= atol, f"{system.name}: {what} off by {err:.3e}"
+        bound = atol + rtol * np.abs(want).max(initial=0.0)
+        err = np.abs(got - want).max(initial=0.0)
+        assert err <= bound, f"{system.name}: {what} off by {err:.3e} (bound {bound:.1e})"
 
     check("energy per atom", lmp.energy / n, ref["energy"] / n)
     check("per-atom energy", lmp.energies, ref["energies"])
@@ -139,18 +140,31 @@ def test_mpi_matches_serial(models, mpi_runs, name, nprocs, tmp_path):
 
 
 # ---- accumulation, migration, empty ranks ------------------------------------------------
-def test_hybrid_overlay_accumulates(models, tmp_path):
-    """Two hienet sub-styles under hybrid/overlay: energy, forces, virials add up."""
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_hybrid_overlay_accumulates(models, tmp_path, nprocs):
+    """hybrid/overlay of hienet with hienet, and with lj/cut: energies, forces and virials
+    add up (the pair style accumulates instead of overwriting)."""
     system = SYSTEMS["mixed"]
     model = models["float64"]
-    single = run_system(tmp_path, model, system, tag="one")
     elements = " ".join(system.type_elements)
+    fields = ("energies", "forces", "atom_virial", "centroid_virial", "virial")
+    single = run_system(tmp_path, model, system, nprocs=nprocs, tag="one")
     pair = (f"pair_style hybrid/overlay hienet {model} hienet {model}\n"
             f"pair_coeff * * hienet 1 {elements}\npair_coeff * * hienet 2 {elements}")
-    double = run_system(tmp_path, model, system, pair=pair, tag="two")
+    double = run_system(tmp_path, model, system, nprocs=nprocs, pair=pair, tag="two")
     assert double.energy == pytest.approx(2 * single.energy, rel=1e-12)
-    for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
+    for field in fields:
         np.testing.assert_allclose(getattr(double, field), 2 * getattr(single, field), rtol=0, atol=1e-12)
+    lj = run_system(tmp_path, model, system, nprocs=nprocs, tag="lj",
+                    pair="pair_style lj/cut 3.0\npair_coeff * * 0.01 2.0")
+    both = run_system(tmp_path, model, system, nprocs=nprocs, tag="both",
+                      pair=f"pair_style hybrid/overlay hienet {model} lj/cut 3.0\n"
+                           f"pair_coeff * * hienet {elements}\npair_coeff * * lj/cut 0.01 2.0")
+    assert abs(lj.energy) > 1e-3
+    assert both.energy == pytest.approx(single.energy + lj.energy, abs=1e-10)
+    for field in fields:
+        np.testing.assert_allclose(getattr(both, field), getattr(single, field) + getattr(lj, field),
+                                   rtol=0, atol=1e-10, err_msg=field)
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
