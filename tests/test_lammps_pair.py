@@ -192,3 +192,29 @@ def test_empty_ranks(models, tmp_path):
     x = result.positions[:, 0]
     third = (xhi - xlo) / 3
     assert x.min() > xlo + third and x.max() < xhi - third, "the molecule must sit in the middle third"
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_null_type_under_hybrid(models, tmp_path, nprocs):
+    """pair_style hybrid: hienet handles Na-Na (Cl is NULL), lj/cut the pairs with Cl. The
+    hienet part equals the model on the Na sublattice alone."""
+    system = SYSTEMS["rocksalt"]                                   # type 1 = Cl, type 2 = Na
+    model = models["float64"]
+    pair = f"pair_style hybrid hienet {model} lj/cut 3.0\npair_coeff * * hienet NULL Na\npair_coeff 1 * lj/cut 0.01 2.0"
+    mixed = run_system(tmp_path, model, system, nprocs=nprocs, tag="mixed", pair=pair)
+    lj = run_system(tmp_path, model, system, nprocs=nprocs, tag="lj",
+                    pair="pair_style lj/cut 3.0\npair_coeff 1 * 0.01 2.0\npair_coeff 2 2 0.0 2.0")
+    is_na = np.array([s == "Na" for s in system.atoms.get_chemical_symbols()])
+    ref = expected(model, system_subset(system, is_na), tmp_path)
+    forces = lj.forces.copy()
+    forces[is_na] += ref["forces"]
+    assert mixed.energy == pytest.approx(lj.energy + ref["energy"], abs=1e-10)
+    np.testing.assert_allclose(mixed.forces, forces, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(mixed.virial, lj.virial + ref["virial"], rtol=0, atol=1e-10)
+
+
+def system_subset(system, mask):
+    from lammps_helpers import System
+
+    return System(system.name + "_subset", system.atoms[mask], system.ids[mask], system.types[mask],
+                  system.type_elements, system.boundary)
