@@ -267,6 +267,9 @@ void PairHIENet::init_style()
   neighbor->add_request(this, NeighConst::REQ_FULL | (ghost_mode ? NeighConst::REQ_GHOST : 0));
 
   if (ghost_mode) {
+    if (comm->mode != Comm::SINGLE)
+      error->all(FLERR, "Pair style hienet with several MPI ranks (graph ghost) needs "
+                 "'comm_modify mode single' (it sets the ghost cutoff itself)");
     // ghost atoms out to layers x cutoff, so users need no comm_modify
     const int layers = std::max(1, model->num_message_passing_layers());
     const double cut = layers * model->cutoff() + neighbor->skin;

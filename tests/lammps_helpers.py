@@ -37,7 +37,7 @@ def plugin_dir() -> Path:
     """Directory holding hienetplugin.so; an AssertionError (a test failure) if not built."""
     candidates = []
     if os.environ.get("HIENET_PLUGIN_DIR"):
-        candidates.append(Path(os.environ["HIENET_PLUGIN_DIR"]))
+        candidates.append(Path(os.environ["HIENET_PLUGIN_DIR"]).resolve())
     from hienet.plugin_path import plugin_dir as package_plugin_dir
 
     candidates.append(Path(package_plugin_dir()))

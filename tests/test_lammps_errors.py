@@ -107,3 +107,8 @@ def test_missing_model_file_on_several_ranks(tmp_path):
     message = lammps_error(tmp_path, nprocs=2, model=missing)
     assert f"cannot open HIENet model file '{missing}'" in message
     assert re.search(r"exit code 1\b", message)
+
+
+def test_comm_mode_multi_on_several_ranks(model, tmp_path):
+    message = lammps_error(tmp_path, nprocs=2, model=model, header="neighbor 2.0 multi\ncomm_modify mode multi")
+    assert "needs 'comm_modify mode single' (it sets the ghost cutoff itself)" in message
