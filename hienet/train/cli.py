@@ -1,0 +1,62 @@
+"""`hienet-train CONFIG.yaml`: train a HIENet model (or fine-tune one) on extxyz data.
+
+Examples::
+
+    hienet-train examples/train/si_demo.yaml
+    hienet-train examples/train/si_demo.yaml --resume          # continue after an interruption
+    hienet-train my.yaml --init-checkpoint HIENet-V3.pth       # fine-tune an official checkpoint
+    hienet-train --print-defaults                              # every option with its default
+"""
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hienet-train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("config", nargs="?", help="YAML training config")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/checkpoint_last.pth (optimizer, schedule, EMA, RNG)")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--epochs", type=int, help="override epochs")
+    parser.add_argument("--device", help="override device (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--init-checkpoint", help="fine-tune from this checkpoint (ours or official)")
+    parser.add_argument("--seed", type=int, help="override seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (one log line per epoch)")
+    parser.add_argument("--print-defaults", action="store_true", help="print the default config and exit")
+    args = parser.parse_args(argv)
+
+    from .config import TRAIN_DEFAULTS, dump_config, load_config
+
+    if args.print_defaults:
+        print(dump_config(TRAIN_DEFAULTS), end="")
+        return 0
+    if not args.config:
+        parser.error("a YAML config is required (see --print-defaults)")
+    config = load_config(args.config)
+    for key in ("output_dir", "epochs", "device", "init_checkpoint", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            config[key] = value
+    if args.init_checkpoint is not None:
+        config.pop("model", None)
+    if args.no_progress:
+        config["progress"] = False
+
+    from .trainer import Trainer
+
+    try:
+        trainer = Trainer(config, resume=args.resume)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        print(f"hienet-train: error: {err}", file=sys.stderr)
+        return 2
+    summary = trainer.fit()
+    print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "
+          f"({trainer.cfg['best_metric']} {summary['best_value']:.6g}); checkpoints in {summary['output_dir']}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

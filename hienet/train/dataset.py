@@ -1,0 +1,177 @@
+"""Labelled structures → graphs → batches.
+
+Each structure becomes a dict of CPU tensors (float64) with the keys of `hienet.graph.keys`
+plus the training-only keys below; `collate` joins several into one disjoint graph (node
+indices offset, `batch` assigning nodes to structures), cast to the model dtype and device.
+
+Labels follow ASE conventions: energy (eV), forces (eV/Å), stress (eV/Å^3, tensile positive).
+"""
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..graph import graph_of_atoms
+from ..graph import keys as K
+
+# Training-only keys (reference labels use the model output names of hienet.graph.keys).
+HAS_STRESS = "has_stress"  # (B,) bool: the structure carries a stress label (and has a volume)
+INDEX = "index"  # (B,) int64: position of the structure in its dataset
+
+_FLOAT_KEYS = (K.EDGE_VEC, K.ENERGY, K.FORCES, K.STRESS, K.VOLUME)
+
+
+def _stress_matrix(value, source: str) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64)
+    if value.shape == (6,):
+        xx, yy, zz, yz, xz, xy = value
+        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    if value.size == 9:
+        return value.reshape(3, 3)
+    raise ValueError(f"{source}: stress must have 6 (Voigt) or 9 values, got shape {value.shape}")
+
+
+def labels_of(atoms, source: str, energy_key=None, forces_key=None, stress_key=None):
+    """(energy, forces (N, 3), stress (3, 3) or None) of one labelled structure."""
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    if energy_key is not None:
+        energy = atoms.info.get(energy_key)
+    else:
+        energy = results.get("energy", results.get("free_energy"))
+    if energy is None:
+        where = f"info[{energy_key!r}]" if energy_key else "an energy (extxyz energy=...)"
+        raise ValueError(f"{source} has no {where}")
+    forces = atoms.arrays.get(forces_key) if forces_key is not None else results.get("forces")
+    if forces is None:
+        where = f"arrays[{forces_key!r}]" if forces_key else "forces"
+        raise ValueError(f"{source} has no {where}")
+    forces = np.asarray(forces, dtype=np.float64)
+    if forces.shape != (len(atoms), 3):
+        raise ValueError(f"{source}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+    stress = atoms.info.get(stress_key) if stress_key is not None else results.get("stress")
+    if stress is not None:
+        stress = _stress_matrix(stress, source)
+    return float(energy), forces, stress
+
+
+def read_structures(path, index=":"):
+    """All frames of a file readable by `ase.io.read`."""
+    import ase.io
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"training data file not found: {path}")
+    frames = ase.io.read(path, index=index)
+    return frames if isinstance(frames, list) else [frames]
+
+
+def structure_to_graph(atoms, species: Sequence[str], cutoff: float, source: str,
+                       energy_key=None, forces_key=None, stress_key=None) -> Dict[str, torch.Tensor]:
+    from ..calculator import species_indices
+
+    energy, forces, stress = labels_of(atoms, source, energy_key, forces_key, stress_key)
+    graph = graph_of_atoms(atoms, cutoff)
+    volume = abs(float(atoms.cell.volume)) if atoms.cell.rank == 3 else 0.0
+    has_stress = stress is not None and volume > 0.0
+    return {
+        K.SPECIES: torch.as_tensor(species_indices(atoms.get_chemical_symbols(), list(species),
+                                                   f"the model's species (needed by {source})")),
+        K.EDGE_INDEX: torch.as_tensor(graph.edge_index, dtype=torch.long),
+        K.EDGE_VEC: torch.as_tensor(graph.edge_vec, dtype=torch.float64),
+        K.ENERGY: torch.tensor(energy, dtype=torch.float64),
+        K.FORCES: torch.as_tensor(forces, dtype=torch.float64),
+        K.STRESS: torch.as_tensor(stress if has_stress else np.zeros((3, 3)), dtype=torch.float64),
+        HAS_STRESS: torch.tensor(has_stress),
+        K.VOLUME: torch.tensor(volume if volume > 0 else 1.0, dtype=torch.float64),
+    }
+
+
+class GraphDataset:
+    """Graphs of labelled structures for one model (species order and cutoff)."""
+
+    def __init__(self, frames: List, species: Sequence[str], cutoff: float, source: str = "data",
+                 energy_key=None, forces_key=None, stress_key=None):
+        self.species = list(species)
+        self.cutoff = float(cutoff)
+        self.items = [
+            structure_to_graph(atoms, self.species, self.cutoff, f"{source} structure {i}",
+                               energy_key, forces_key, stress_key)
+            for i, atoms in enumerate(frames)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+        return self.items[i]
+
+    def subset(self, indices: Sequence[int]) -> "GraphDataset":
+        out = object.__new__(GraphDataset)
+        out.species, out.cutoff = self.species, self.cutoff
+        out.items = [self.items[i] for i in indices]
+        return out
+
+    # summaries used by hienet.train.statistics
+    def species_counts(self) -> np.ndarray:
+        """(structures, species) number of atoms of each species."""
+        n = len(self.species)
+        return np.stack([np.bincount(item[K.SPECIES].numpy(), minlength=n) for item in self.items])
+
+    def energies(self) -> np.ndarray:
+        return np.array([float(item[K.ENERGY]) for item in self.items])
+
+    def num_atoms(self) -> np.ndarray:
+        return np.array([item[K.SPECIES].shape[0] for item in self.items])
+
+    def num_edges(self) -> np.ndarray:
+        return np.array([item[K.EDGE_INDEX].shape[1] for item in self.items])
+
+    def all_forces(self) -> np.ndarray:
+        return np.concatenate([item[K.FORCES].numpy() for item in self.items]).reshape(-1, 3)
+
+
+def collate(items: Sequence[Dict[str, torch.Tensor]], dtype: torch.dtype = torch.float32,
+            device=None, indices: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+    """One disjoint-union graph of `items` (node indices offset), cast to dtype/device."""
+    num_atoms = torch.tensor([item[K.SPECIES].shape[0] for item in items], dtype=torch.long)
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms
+    batch = {
+        K.SPECIES: torch.cat([item[K.SPECIES] for item in items]),
+        K.EDGE_INDEX: torch.cat([item[K.EDGE_INDEX] + off for item, off in zip(items, offsets)], dim=1),
+        K.EDGE_VEC: torch.cat([item[K.EDGE_VEC] for item in items]),
+        K.ENERGY: torch.stack([item[K.ENERGY] for item in items]),
+        K.FORCES: torch.cat([item[K.FORCES] for item in items]),
+        K.STRESS: torch.stack([item[K.STRESS] for item in items]),
+        HAS_STRESS: torch.stack([item[HAS_STRESS] for item in items]),
+        K.VOLUME: torch.stack([item[K.VOLUME] for item in items]),
+        K.NUM_ATOMS: num_atoms,
+        K.BATCH: torch.repeat_interleave(torch.arange(len(items)), num_atoms),
+    }
+    if indices is not None:
+        batch[INDEX] = torch.as_tensor(list(indices), dtype=torch.long)
+    return {
+        k: (v.to(device=device, dtype=dtype) if k in _FLOAT_KEYS else v.to(device=device))
+        for k, v in batch.items()
+    }
+
+
+def batches(dataset: GraphDataset, batch_size: int, dtype: torch.dtype, device,
+            order: Optional[Sequence[int]] = None) -> Iterator[Dict[str, torch.Tensor]]:
+    """Batches of `dataset` in `order` (default: as stored); the last one may be smaller."""
+    order = list(range(len(dataset))) if order is None else list(order)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        yield collate([dataset[i] for i in chunk], dtype=dtype, device=device, indices=chunk)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return (n + batch_size - 1) // batch_size
+
+
+def split_indices(n: int, validation_fraction: float, seed: int):
+    """Seeded (train, validation) index lists; at least one validation structure if fraction > 0."""
+    if validation_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(n - 1, max(1, int(round(validation_fraction * n))))
+    perm = np.random.default_rng(seed).permutation(n)
+    return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
