@@ -155,7 +155,7 @@ def reference(model_path, atoms) -> dict:
     np.add.at(centroid, i, 0.5 * nine)
     np.add.at(centroid, j, 0.5 * nine)
     out = {
-        "energy": float(energy),
+        "energy": float(energy.detach()),
         "energies": atom_energy.detach().double().numpy(),
         "forces": forces,
         "virial_tensor": W,
