@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     try:
         trainer = Trainer(config, resume=args.resume)
     except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-        print(f"hienet-train: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
+        print(f"hienet-train: error: {message}", file=sys.stderr)
         return 2
     summary = trainer.fit()
     print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "

@@ -16,6 +16,9 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "device": "auto",  # auto (cuda if available) | cpu | cuda | cuda:N
     "dtype": "float32",  # float32 | float64 (model, data and checkpoints)
     "num_threads": None,  # torch intra-op threads on CPU (None: torch's default)
+    # CUDA: deterministic kernels where torch has them (warns for the others) and a fixed cuBLAS
+    # workspace; CPU kernels are deterministic anyway (same results for the same thread count).
+    "deterministic": True,
     "output_dir": "hienet-train-output",
     "epochs": 100,
     "batch_size": 4,  # structures per optimisation step

@@ -161,6 +161,10 @@ class Trainer:
         self.dtype = _DTYPES[cfg["dtype"]]
         if cfg["num_threads"]:
             torch.set_num_threads(int(cfg["num_threads"]))
+        if cfg["deterministic"] and self.device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+            torch.use_deterministic_algorithms(True, warn_only=True)
         seed = int(cfg["seed"])
         seed_everything(seed)
         data_cfg = cfg["data"]
