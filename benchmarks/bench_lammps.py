@@ -3,8 +3,9 @@
 
 Reports microseconds per atom per MD step for diamond Si (512 and 4096 atoms by default):
 
-* lammps np=R   `mpirun -np R lmp`, fix nve, pair_style hienet (graph local on 1 rank,
-                local + ghost atoms on several); the LAMMPS loop time, all included
+* lammps np=R   `mpirun -np R lmp`, fix nve from the same structure at 300 K, pair_style
+                hienet (graph local on 1 rank, local + ghost atoms on several); the LAMMPS
+                loop time, all included
 * bare model    the exported TorchScript module called on a prebuilt graph (forward +
                 its internal backward), the floor for any driver
 * deploy        hienet.deploy.DeployedModel.evaluate(atoms): vesin graph + model + forces
@@ -54,31 +55,29 @@ def silicon(n_atoms: int, seed: int = 0):
         raise SystemExit(f"{n_atoms} atoms is not 8 n^3 (diamond conventional cells)")
     atoms = bulk("Si", "diamond", a=5.431, cubic=True) * (reps, reps, reps)
     atoms.rattle(0.05, seed=seed)
-    return atoms, reps
+    return atoms
 
 
-def lammps_time(model: Path, reps: int, ranks: int, steps: int, threads: int, workdir: Path) -> dict:
-    from lammps_helpers import _lammps_package_dir, _mpich_lib_dir, _mpirun, plugin_dir
+def lammps_time(model: Path, atoms, ranks: int, steps: int, threads: int, workdir: Path) -> dict:
+    """LAMMPS starts from the very structure the Python evaluations see (same graph)."""
+    from lammps_helpers import System, _lammps_package_dir, _mpich_lib_dir, _mpirun, plugin_dir, write_data
 
+    data = workdir / f"si_{len(atoms)}.data"
+    write_data(data, System("bench", atoms, np.arange(1, len(atoms) + 1), np.ones(len(atoms), int), ["Si"]))
     script = f"""
 units metal
 atom_style atomic
-lattice diamond 5.431
-region box block 0 {reps} 0 {reps} 0 {reps}
-create_box 1 box
-create_atoms 1 box
-mass 1 28.0855
-displace_atoms all random 0.05 0.05 0.05 4321
+read_data {data}
 pair_style hienet {model}
 pair_coeff * * Si
-velocity all create 300 12345 mom yes rot yes
+velocity all create 300 12345 mom yes rot yes loop geom
 fix 1 all nve
 timestep 0.001
 thermo {max(steps, 1)}
 run 5
 run {steps}
 """
-    inp = workdir / f"in.bench_{reps}_{ranks}"
+    inp = workdir / f"in.bench_{len(atoms)}_{ranks}"
     inp.write_text(script)
     env = dict(os.environ, HIENET_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                LAMMPS_PLUGIN_PATH=str(plugin_dir()),
@@ -108,6 +107,7 @@ def python_times(model: Path, atoms, repeats: int, threads: int) -> dict:
     module = deployed.module
     species = torch.as_tensor([deployed.species.index(s) for s in atoms.get_chemical_symbols()])
     i, j, D = neighbor_graph(atoms, deployed.cutoff)
+    print(f"# {n} atoms: {len(i) / n:.1f} edges per atom within the {deployed.cutoff} A cutoff")
     edge_index = torch.as_tensor(np.stack([i, j]))
     edge_vec = torch.as_tensor(D, dtype=deployed.dtype)
 
@@ -167,10 +167,10 @@ def main(argv=None):
               f"{meta['num_message_passing_layers']} layers, species {' '.join(meta['species'])}")
         rows = []
         for size in args.sizes:
-            atoms, reps = silicon(size)
+            atoms = silicon(size)
             row = {"atoms": size}
             for ranks in args.ranks:
-                row[f"lammps_np{ranks}"] = lammps_time(model, reps, ranks, args.steps, args.threads, workdir)
+                row[f"lammps_np{ranks}"] = lammps_time(model, atoms, ranks, args.steps, args.threads, workdir)
             row.update(python_times(model, atoms, args.repeats, args.threads))
             rows.append(row)
 
