@@ -188,3 +188,9 @@ def test_scripted_model_matches_eager(structures):
     eager, jit = evaluate(model, *args), evaluate(scripted, *args)
     for key in ("atom_energy", "forces", "virial"):
         torch.testing.assert_close(jit[key], eager[key], atol=1e-12, rtol=0)
+
+
+def test_float64_model_keeps_config_constants_exactly():
+    model = make_model("tiny", shift=[-5.123456789012345] * 8, conv_denominator=27.123456789012345)
+    assert model.shift[0].item() == -5.123456789012345
+    assert model.interactions[0].denominator.item() == 27.123456789012345

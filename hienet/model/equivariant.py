@@ -98,7 +98,7 @@ class EquivariantBlock(nn.Module):
             torch.nn.functional.silu,
         )
         self.linear_out = o3.Linear(irreps_mid, irreps_gate_in, biases=False)
-        self.register_buffer("denominator", torch.tensor(float(denominator)))
+        self.register_buffer("denominator", torch.tensor(float(denominator), dtype=torch.float64))
 
     def forward(
         self,

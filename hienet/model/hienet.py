@@ -102,8 +102,9 @@ class HIENet(nn.Module):
             ]
         )
         self.readout = Readout(irreps[-1])
-        self.register_buffer("shift", torch.tensor(config["shift"]))
-        self.register_buffer("scale", torch.tensor(config["scale"]))
+        # float64 from the start, so that `.double()` keeps the config values exactly
+        self.register_buffer("shift", torch.tensor(config["shift"], dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(config["scale"], dtype=torch.float64))
         self.num_interactions = len(self.interactions)
         # invariant layer + equivariant blocks: the receptive field is this × cutoff
         self.num_message_passing_layers = 1 + self.num_interactions
@@ -146,7 +147,8 @@ class HIENet(nn.Module):
 
     @torch.jit.export
     def atom_energies(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        return self.readout(x) * self.scale[species] + self.shift[species]
+        energy = self.readout(x)
+        return energy * self.scale[species].to(energy.dtype) + self.shift[species].to(energy.dtype)
 
     def forward(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor
