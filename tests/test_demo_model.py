@@ -1,0 +1,151 @@
+"""The bundled `si-demo` model: files, accuracy on fresh held-out data, LAMMPS vs ASE, NVE.
+
+The held-out set is regenerated here with the SNAP reference potential and a seed used for
+neither training (0) nor the README's test set (1).
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from hienet.calculator import HIENetCalculator
+from hienet.checkpoint import load_model
+from hienet.export import model_hash
+from hienet.pretrained import DATA, bundled_model_path
+
+from conftest import REPO
+from lammps_helpers import System, run_lammps, run_system
+
+CARD = json.loads((DATA / "si-demo.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    import ase.io
+
+    path = tmp_path_factory.mktemp("heldout") / "si_heldout.extxyz"
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/data/generate_si_data.py"), "--out", str(path),
+         "--n-structures", "20", "--seed", "7", "--jobs", "2"],
+        check=True, capture_output=True,
+    )
+    return ase.io.read(path, ":")
+
+
+def test_bundled_files_are_the_same_model():
+    checkpoint = bundled_model_path("si-demo")
+    exported = bundled_model_path("si-demo", exported=True)
+    from hienet.deploy import read_metadata
+
+    meta = read_metadata(exported)
+    assert meta["model_hash"] == model_hash(load_model(checkpoint))
+    assert meta["species"] == ["Si"] and meta["dtype"] == "float64"
+    assert meta["config"]["smooth_invariant"] is True
+
+
+def test_readme_states_the_model_card_figures():
+    readme = (REPO / "README.md").read_text()
+    for key in ("energy_mae_meV_per_atom", "force_mae_meV_per_A", "stress_mae_GPa"):
+        assert f"{CARD['test'][key]:g}" in readme, key
+
+
+def test_force_mae_on_fresh_held_out_set_is_below_stated_figure(held_out):
+    calc = HIENetCalculator("si-demo")
+    errors_f, errors_e = [], []
+    for atoms in held_out:
+        ref_f, ref_e = atoms.get_forces(), atoms.get_potential_energy() / len(atoms)
+        atoms = atoms.copy()
+        atoms.calc = calc
+        errors_f.append(np.abs(atoms.get_forces() - ref_f).ravel())
+        errors_e.append(abs(atoms.get_potential_energy() / len(atoms) - ref_e))
+    force_mae = 1000 * np.concatenate(errors_f).mean()
+    energy_mae = 1000 * np.mean(errors_e)
+    assert force_mae < CARD["test"]["force_mae_meV_per_A"]
+    assert energy_mae < 2 * CARD["test"]["energy_mae_meV_per_atom"]
+
+
+def si_system(atoms):
+    n = len(atoms)
+    return System("si", atoms, np.arange(1, n + 1), np.ones(n, dtype=int), ["Si"])
+
+
+def test_lammps_matches_ase_calculator(tmp_path):
+    atoms = bulk("Si", "diamond", a=5.45, cubic=True).repeat(2)
+    atoms.rattle(0.08, seed=3)
+    atoms.set_cell(atoms.cell.array @ np.diag([1.01, 0.99, 1.02]), scale_atoms=True)
+    lmp = run_system(tmp_path, bundled_model_path("si-demo", exported=True), si_system(atoms))
+    atoms.calc = HIENetCalculator("si-demo")  # eager float64 checkpoint
+    n = len(atoms)
+    assert abs(lmp.energy - atoms.get_potential_energy()) / n < 1e-8
+    np.testing.assert_allclose(lmp.energies, atoms.get_potential_energies(), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(lmp.forces, atoms.get_forces(), rtol=0, atol=1e-8)
+    s = atoms.get_stress(voigt=False)
+    W = lmp.virial  # LAMMPS order xx yy zz xy xz yz, eV
+    lammps_stress = -np.array([[W[0], W[3], W[4]], [W[3], W[1], W[5]], [W[4], W[5], W[2]]]) / atoms.get_volume()
+    np.testing.assert_allclose(lammps_stress, s, rtol=0, atol=1e-8)
+
+
+def nve_energy_drift(model_path, workdir):
+    """max |E_total(t) - E_total(0)| per atom over 1000 NVE steps of 216 Si atoms at 1200 K."""
+    script = f"""
+units metal
+atom_style atomic
+lattice diamond 5.47
+region box block 0 3 0 3 0 3
+create_box 1 box
+create_atoms 1 box
+mass 1 28.0855
+pair_style hienet {model_path}
+pair_coeff * * Si
+velocity all create 2400 4928459 mom yes rot yes dist gaussian
+fix md all nve
+timestep 0.001
+thermo_style custom step etotal
+thermo_modify format float %.15g
+thermo 10
+log {workdir / 'nve.log'}
+run 1000
+"""
+    run_lammps(script, workdir)
+    lines = (workdir / "nve.log").read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if line.split() == ["Step", "TotEng"])
+    etot = []
+    for line in lines[start + 1:]:
+        fields = line.split()
+        if len(fields) != 2 or not fields[0].isdigit():
+            break
+        etot.append(float(fields[1]))
+    assert len(etot) == 101
+    return np.abs(np.array(etot) - etot[0]).max() / 216
+
+
+@pytest.fixture(scope="module")
+def official_variant(tmp_path_factory):
+    """The demo weights with the official, non-smooth invariant layer, exported in float64."""
+    from hienet.checkpoint import load_checkpoint
+    from hienet.export import export_model
+    from hienet.model import HIENet
+
+    ckpt = load_checkpoint(bundled_model_path("si-demo"))
+    model = HIENet({**ckpt["config"], "smooth_invariant": False}).double()
+    model.load_state_dict(ckpt["state_dict"])
+    path = tmp_path_factory.mktemp("nonsmooth") / "si-demo-nonsmooth.pt"
+    export_model(model, path, dtype="float64")
+    return path
+
+
+def test_nve_energy_conservation_smooth_vs_official(tmp_path, official_variant):
+    # Velocity Verlet at 1 fs keeps a shadow energy: the total energy only fluctuates,
+    # by ~(ω dt)² k_B T / 24 per atom (≈1e-5 eV for Si phonons up to 15 THz at ~1000 K).
+    # A smooth model must stay inside 1e-4 eV/atom for 1000 steps; a model whose energy
+    # jumps when pairs cross the cutoff drifts past it.
+    smooth = nve_energy_drift(bundled_model_path("si-demo", exported=True), tmp_path)
+    (tmp_path / "official").mkdir()
+    official = nve_energy_drift(official_variant, tmp_path / "official")
+    print(f"NVE max |ΔE|/atom: smooth {smooth:.2e} eV, official variant {official:.2e} eV")
+    assert smooth < 1e-4
+    assert official > 1e-4
