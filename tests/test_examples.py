@@ -26,3 +26,13 @@ def test_ase_md_and_relaxation(tmp_path):
     out = run_example([str(REPO / "examples/ase/relax.py"), "--fmax", "0.02"], cwd=tmp_path)
     lattice = float(out.split("relaxed lattice:")[1].split()[0])
     assert 5.3 < lattice < 5.6  # the SNAP reference relaxes to 5.47 Å
+
+
+def test_phonon_example_demo_model_tracks_reference(tmp_path):
+    out = run_example([str(REPO / "examples/phonons/phonons.py"), "--out", str(tmp_path / "ph.png")], cwd=tmp_path)
+    lines = {line.split(":")[0]: line for line in out.splitlines() if "highest frequency" in line}
+    ref, demo = lines["SNAP reference"], lines["HIENet (si-demo)"]
+    value = lambda line, key, unit: float(line.split(key)[1].split(unit)[0])  # noqa: E731
+    assert abs(value(ref, "a = ", "Å") - value(demo, "a = ", "Å")) < 0.02
+    assert abs(value(ref, "frequency ", "THz") - value(demo, "frequency ", "THz")) < 0.5
+    assert (tmp_path / "ph.png").stat().st_size > 10_000
