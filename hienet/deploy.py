@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-import numpy as np
 import torch
 
 from .graph import graph_of_atoms
+from .graph import keys as K
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
@@ -70,32 +70,23 @@ class DeployedModel:
         return self.module(species, edge_index, edge_vec, n_local)
 
     def evaluate(self, atoms) -> Dict[str, Any]:
-        from .calculator import species_indices, voigt
+        """ASE results (energy, free_energy, energies, forces, stress when the cell has a volume)."""
+        from .calculator import results_from_outputs, species_indices
+        from .model.forces import forces_from_edge_gradient, virial_from_edge_gradient
 
         species = species_indices(atoms.get_chemical_symbols(), self.species, str(self.path))
         graph = graph_of_atoms(atoms, self.cutoff)
-        dev = self.device
-        energy, atom_energy, grad = self(
-            torch.as_tensor(species, device=dev),
-            torch.as_tensor(graph.edge_index, device=dev),
-            torch.as_tensor(graph.edge_vec, dtype=self.dtype, device=dev),
-            len(atoms),
+        edge_index = torch.as_tensor(graph.edge_index, device=self.device)
+        edge_vec = torch.as_tensor(graph.edge_vec, dtype=self.dtype, device=self.device)
+        _, atom_energy, grad = self(
+            torch.as_tensor(species, device=self.device), edge_index, edge_vec, len(atoms)
         )
-        g = grad.detach().double().cpu().numpy()
-        i, j = graph.edge_index
-        forces = np.zeros((len(atoms), 3))
-        np.add.at(forces, i, g)
-        np.add.at(forces, j, -g)
-        energies = atom_energy.detach().cpu().numpy()
-        total = float(energy.detach())
-        results = {
-            "energy": total,
-            "free_energy": total,
-            "energies": energies,
-            "forces": forces,
+        # forces and virial in double precision, as the C++ runtime does
+        grad, edge_vec = grad.detach().double(), edge_vec.double()
+        edge_graph = torch.zeros(graph.num_edges, dtype=torch.long, device=self.device)
+        out = {
+            K.ATOM_ENERGY: atom_energy.detach(),
+            K.FORCES: forces_from_edge_gradient(grad, edge_index, len(atoms)),
+            K.VIRIAL: virial_from_edge_gradient(grad, edge_vec, edge_graph, 1),
         }
-        volume = abs(atoms.cell.volume)
-        if volume > 0:
-            sigma = graph.edge_vec.T @ g / volume  # (1/V) Σ_e r_e ⊗ g_e
-            results["stress"] = voigt(0.5 * (sigma + sigma.T))
-        return results
+        return results_from_outputs(out, abs(atoms.cell.volume))
