@@ -194,3 +194,15 @@ def test_float64_model_keeps_config_constants_exactly():
     model = make_model("tiny", shift=[-5.123456789012345] * 8, conv_denominator=27.123456789012345)
     assert model.shift[0].item() == -5.123456789012345
     assert model.interactions[0].denominator.item() == 27.123456789012345
+
+
+def test_graph_keeps_pairs_strictly_inside_cutoff():
+    from hienet.graph import graph_of_atoms
+
+    assert graph_of_atoms(dimer(5.0 - 1e-9), 5.0).num_edges == 2
+    assert graph_of_atoms(dimer(5.0), 5.0).num_edges == 0
+    # a cubic cell of edge exactly the cutoff: images at 5.0 are out, the 6 at 5·√2 too
+    atoms = Atoms("Cu", positions=[[0, 0, 0]], cell=[5.0, 5.0, 5.0], pbc=True)
+    assert graph_of_atoms(atoms, 5.0).num_edges == 0
+    atoms.cell = [4.99, 4.99, 4.99]
+    assert graph_of_atoms(atoms, 5.0).num_edges == 6
