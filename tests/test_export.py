@@ -1,10 +1,8 @@
 """TorchScript export: exported file == eager model, metadata, and clear errors."""
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
 from hienet.calculator import HIENetCalculator
