@@ -18,9 +18,8 @@ TOL64 = 1e-8
 ROUNDOFF = 1e-10
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from hienet.export.exporter import export_model
+def tiny_model():
+    """The same random `tiny` network (float64) every call."""
     from hienet.model import build_model, make_config
 
     torch.manual_seed(0)
@@ -32,9 +31,25 @@ def exported(tmp_path_factory):
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from hienet.export.exporter import export_model
+
     path = tmp_path_factory.mktemp("hienet") / "tiny.pt"
-    meta = export_model(model, path, dtype="float64")
+    meta = export_model(tiny_model(), path, dtype="float64")
     assert meta["num_message_passing_layers"] >= 2
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported32(tmp_path_factory):
+    from hienet.export.exporter import export_model
+
+    path = tmp_path_factory.mktemp("hienet32") / "tiny32.pt"
+    export_model(tiny_model(), path, dtype="float32")
     return path
 
 
@@ -91,3 +106,16 @@ def test_mpi_matches_serial(mpi_runs, nprocs):
         for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
             np.testing.assert_allclose(getattr(parallel, field), getattr(serial, field), rtol=0,
                                        atol=ROUNDOFF, err_msg=f"{name} on {nprocs} ranks: {field}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_model_serial_matches_float64_reference(exported, exported32, name, tmp_path):
+    """A float32 export in LAMMPS against the float64 Python reference: 1e-4 relative."""
+    system = SYSTEMS[name]
+    lmp = run_system(tmp_path, exported32, system)
+    ref = deploy_reference(exported, system, tmp_path)
+    n = len(system.atoms)
+    assert abs(lmp.energy - ref["energy"]) <= 1e-4 * abs(ref["energy"])
+    scale = max(np.abs(ref["forces"]).max(), 1e-3)
+    np.testing.assert_allclose(lmp.forces, ref["forces"], rtol=0, atol=1e-4 * scale)
+    assert n == len(lmp.forces)
