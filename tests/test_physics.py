@@ -66,11 +66,11 @@ def test_reflection_parity_true_is_exactly_mirror_invariant(parity_calc, structu
 
 
 def test_reflection_parity_false_breaks_mirror_symmetry(official_small):
-    """The official (parity-blind) model tells enantiomers apart, at the 1e-9 eV level."""
+    """The official (parity-blind) model tells enantiomers apart, at the 1e-10 eV level (4.6e-10)."""
     calc = HIENetCalculator(official_small)
     e_left, _, _ = results(calc, chiral_molecule())
     e_right, _, _ = results(calc, chiral_molecule(mirror=True))
-    assert 1e-13 < abs(e_left - e_right) < 1e-5
+    assert 1e-11 < abs(e_left - e_right) < 1e-8
 
 
 def test_translation_and_permutation(smooth_calc, structures):
