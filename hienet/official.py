@@ -69,10 +69,6 @@ def load_official_checkpoint(path) -> Dict[str, Any]:
     return ckpt
 
 
-def is_official_checkpoint(obj) -> bool:
-    return isinstance(obj, dict) and "model_state_dict" in obj and "config" in obj
-
-
 # Official options this implementation reproduces; anything else is refused by name.
 _REQUIRED = {
     "use_edge_conv": False,
