@@ -402,6 +402,30 @@ def run_system(workdir, model_path, system: System, nprocs: int = 1, **kwargs) -
 # ---------------------------------------------------------------------------------------
 # the structures of issue 4
 # ---------------------------------------------------------------------------------------
+def nve_run(model, workdir, nprocs=1, lattice=5.43, temperature=1000):
+    """NVE of 216 diamond-Si atoms, 1 fs, 1000 steps: (E_total, E_kin) per atom every 10 steps."""
+    script = f"""
+units metal
+atom_style atomic
+lattice diamond {lattice}
+region box block 0 3 0 3 0 3
+create_box 1 box
+create_atoms 1 box
+mass 1 28.0855
+pair_style hienet {model}
+pair_coeff * * Si
+velocity all create {temperature} 4928459 mom yes rot yes dist gaussian
+fix 1 all nve
+timestep 0.001
+thermo 100
+fix p all print 10 "$(step) $(etotal:%.17g) $(ke:%.17g)" file {workdir}/energy.txt screen no
+run 1000
+"""
+    run_lammps(script, workdir, nprocs=nprocs)
+    data = np.loadtxt(workdir / "energy.txt", comments="#")
+    return data[:, 1] / 216, data[:, 2] / 216
+
+
 def sparse_ids(n: int, rng) -> np.ndarray:
     """Unique, non-consecutive, shuffled atom IDs."""
     return (7 + 3 * rng.permutation(n)).astype(np.int64)

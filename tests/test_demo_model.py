@@ -17,7 +17,7 @@ from hienet.export import model_hash
 from hienet.pretrained import DATA, bundled_model_path
 
 from conftest import REPO
-from lammps_helpers import System, run_lammps, run_system
+from lammps_helpers import System, nve_run, run_system
 
 CARD = json.loads((DATA / "si-demo.json").read_text())
 
@@ -95,37 +95,10 @@ def nve_energy_drift(model_path, workdir):
     kinetic energy, velocity Verlet's total energy settles by ~2e-4 eV/atom within ~50 fs
     (the offset between the true and the shadow energy, which then stays constant).
     """
-    script = f"""
-units metal
-atom_style atomic
-lattice diamond 5.47
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 28.0855
-pair_style hienet {model_path}
-pair_coeff * * Si
-velocity all create 2400 4928459 mom yes rot yes dist gaussian
-fix md all nve
-timestep 0.001
-thermo_style custom step etotal
-thermo_modify format float %.15g
-thermo 10
-log {workdir / 'nve.log'}
-run 1000
-"""
-    run_lammps(script, workdir)
-    lines = (workdir / "nve.log").read_text().splitlines()
-    start = next(k for k, line in enumerate(lines) if line.split() == ["Step", "TotEng"])
-    etot = []
-    for line in lines[start + 1:]:
-        fields = line.split()
-        if len(fields) != 2 or not fields[0].isdigit():
-            break
-        etot.append(float(fields[1]))
-    assert len(etot) == 101
-    settled = np.array(etot[10:])
-    return np.abs(settled - settled[0]).max() / 216
+    etotal, _ = nve_run(model_path, workdir, lattice=5.47, temperature=2400)
+    assert len(etotal) == 101
+    settled = etotal[10:]
+    return np.abs(settled - settled[0]).max()
 
 
 @pytest.fixture(scope="module")

@@ -13,34 +13,11 @@ for comparison and exceeds the bound (measured: max deviation 2e-3 eV/atom).
 import numpy as np
 import pytest
 
-from lammps_helpers import make_systems, nktv2p_metal, reference, rotate_reference, run_lammps, write_data
+from lammps_helpers import make_systems, nktv2p_metal, nve_run, reference, rotate_reference, run_lammps, write_data
 from lammps_helpers import lammps_script
 from toy_model import write_toy_model
 
 NVE_BOUND = 1e-5   # eV/atom, see the module docstring
-
-
-def nve_run(model, workdir, nprocs=1):
-    script = f"""
-units metal
-atom_style atomic
-lattice diamond 5.43
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 28.0855
-pair_style hienet {model}
-pair_coeff * * Si
-velocity all create 1000 4928459 mom yes rot yes dist gaussian
-fix 1 all nve
-timestep 0.001
-thermo 100
-fix p all print 10 "$(step) $(etotal:%.17g) $(ke:%.17g)" file {workdir}/energy.txt screen no
-run 1000
-"""
-    run_lammps(script, workdir, nprocs=nprocs)
-    data = np.loadtxt(workdir / "energy.txt", comments="#")
-    return data[:, 1] / 216, data[:, 2] / 216
 
 
 def test_nve_energy_conservation(tmp_path):
