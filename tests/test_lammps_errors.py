@@ -55,11 +55,12 @@ def test_pair_coeff_must_cover_all_types(model, tmp_path):
 
 
 def test_unsupported_units(model, tmp_path):
-    script = lammps_script(tmp_path, model, SYSTEM).replace("units metal", "units real")
+    # the other unit styles are converted (tests/test_lammps_units.py); lj has no eV or Å
+    script = lammps_script(tmp_path, model, SYSTEM).replace("units metal", "units lj")
     with pytest.raises(LammpsError) as err:
         run_lammps(script, tmp_path)
-    assert "Pair style hienet requires 'units metal'" in str(err.value)
-    assert "this input uses 'units real'" in str(err.value)
+    assert "Pair style hienet cannot run with 'units lj'" in str(err.value)
+    assert "use units metal (or real, si, cgs, electron, micro, nano" in str(err.value)
 
 
 def test_unknown_format_version(tmp_path):
