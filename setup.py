@@ -29,6 +29,8 @@ setup(
     name="hienet",
     version=VERSION,
     description="HIENet interatomic potential: model, TorchScript export, ASE calculator and LAMMPS pair_style",
+    license_expression="MIT",  # PEP 639; setuptools >= 77 refuses "License ::" classifiers with it
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=[
         "hienet",
