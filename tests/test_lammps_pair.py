@@ -99,12 +99,14 @@ def test_serial_float32_matches_reference(models, name, tmp_path):
     assert abs(ref["energy"] - ref64["energy"]) > 1e-9
 
 
+@pytest.mark.parametrize("mode", ["ghost", "exchange"])
 @pytest.mark.parametrize("name", NAMES)
-def test_ghost_graph_on_one_rank_matches_local_graph(models, name, tmp_path):
-    """graph ghost (local + ghost atoms, reverse communication) == graph local, 1 rank."""
+def test_ghost_graphs_on_one_rank_match_local_graph(models, name, mode, tmp_path):
+    """graph ghost (layers x cutoff shell) and graph exchange (periodic images exchanged by
+    LAMMPS's forward/reverse communication with itself) == graph local, 1 rank."""
     system = SYSTEMS[name]
     local = run_system(tmp_path, models["float64"], system, pair_style_args="graph local", tag="l")
-    ghost = run_system(tmp_path, models["float64"], system, pair_style_args="graph ghost", tag="g")
+    ghost = run_system(tmp_path, models["float64"], system, pair_style_args=f"graph {mode}", tag="g")
     for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
         np.testing.assert_allclose(getattr(ghost, field), getattr(local, field), rtol=0, atol=ROUNDOFF,
                                    err_msg=f"{name}: {field}")

@@ -37,6 +37,8 @@ TOY_SPECIES = ["H", "C", "O", "Na", "Si", "Cl"]
 TOY_CUTOFF = 4.0
 TOY_LAYERS = 3
 TOY_FEATURES = 8
+TOY_CORE, TOY_CORE_RADIUS = 0.5, 1.6    # eV, Å: pair repulsion 0.5 (1.6 Å / r)^8 per neighbour
+TOY_STEP = 0.1                          # smooth=False: the envelope's step at the cutoff
 
 
 def toy_widths(num_layers: int) -> List[int]:
@@ -63,15 +65,19 @@ class ToyInteraction(torch.nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor,
                 sh: torch.Tensor) -> torch.Tensor:
         centre, neighbour = edge_index[0], edge_index[1]
-        r = radial @ self.radial_mix                                           # [E, W]
-        xj = x[neighbour]
-        message = (xj @ self.mix + x[centre] @ self.centre_mix) * r
+        core = x[:, :1]
+        h = torch.cat([torch.zeros_like(core), x[:, 1:]], dim=1)              # core not mixed in
+        r = radial[:, :-1] @ self.radial_mix                                   # [E, W]
+        hj = h[neighbour]
+        message = (hj @ self.mix + h[centre] @ self.centre_mix) * r
         scalar = torch.zeros(x.shape[0], r.shape[1], dtype=x.dtype, device=x.device)
         scalar = scalar.index_add_(0, centre, message)
-        vector_message = sh.unsqueeze(2) * (r * (xj @ self.vector_mix)).unsqueeze(1)
+        vector_message = sh.unsqueeze(2) * (r * (hj @ self.vector_mix)).unsqueeze(1)
         vector = torch.zeros(x.shape[0], 3, r.shape[1], dtype=x.dtype, device=x.device)
         vector = vector.index_add_(0, centre, vector_message)                 # [N, 3, W]
-        return torch.tanh(x @ self.self_mix) + torch.tanh(scalar) + 0.3 * (vector * vector).sum(1)
+        out = torch.tanh(h @ self.self_mix) + torch.tanh(scalar) + 0.3 * (vector * vector).sum(1)
+        # channel 0 carries the repulsive core of the invariant layer to the readout unchanged
+        return torch.cat([core, out[:, 1:]], dim=1)
 
 
 class ToyHIENet(torch.nn.Module):
@@ -82,6 +88,8 @@ class ToyHIENet(torch.nn.Module):
         K = features
         self.cutoff = cutoff
         self.smooth = smooth
+        self.core, self.core_radius = TOY_CORE, TOY_CORE_RADIUS
+        self.step = TOY_STEP
         widths = toy_widths(num_layers)
         self.num_interactions = num_layers - 1
         self.register_buffer("embedding", _rand(g, num_species, K))
@@ -91,7 +99,9 @@ class ToyHIENet(torch.nn.Module):
         self.register_buffer("target_mix", _rand(g, K, K, scale=0.5))
         self.interactions = torch.nn.ModuleList(
             [ToyInteraction(widths[k], widths[k + 1], g) for k in range(num_layers - 1)])
-        self.register_buffer("readout_weights", _rand(g, widths[-1], scale=1.0))
+        readout = _rand(g, widths[-1], scale=1.0)
+        readout[0] = 1.0                                   # the repulsive core (channel 0)
+        self.register_buffer("readout_weights", readout)
 
     @torch.jit.export
     def embed(self, species: torch.Tensor) -> torch.Tensor:
@@ -101,10 +111,13 @@ class ToyHIENet(torch.nn.Module):
     def edge_features(self, edge_vec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = torch.linalg.norm(edge_vec, dim=1)
         u = (r / self.cutoff).clamp(max=1.0)
-        envelope = (1.0 - u * u) ** 2 if self.smooth else torch.ones_like(u)
+        smooth_envelope = (1.0 - u * u) ** 2
+        # not smooth: messages step down by STEP (not to zero) when a pair crosses the cutoff
+        envelope = smooth_envelope if self.smooth else smooth_envelope + self.step
         radial = torch.exp(-self.widths * (r * r).unsqueeze(1)) * envelope.unsqueeze(1)
+        core = self.core * (self.core_radius / r) ** 8 * smooth_envelope       # repulsion
         sh = edge_vec / r.unsqueeze(1)
-        return radial, envelope.unsqueeze(1), sh
+        return torch.cat([radial, core.unsqueeze(1)], dim=1), envelope.unsqueeze(1), sh
 
     @torch.jit.export
     def invariant_layer(self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor,
@@ -112,7 +125,11 @@ class ToyHIENet(torch.nn.Module):
         """Sums at the target edge_index[1] (the official PyG orientation of HIENet)."""
         source, target = edge_index[0], edge_index[1]
         message = torch.tanh(x[source] @ self.source_mix + x[target] @ self.target_mix)
-        message = message * radial * envelope
+        basis, core = radial[:, :-1], radial[:, -1:]
+        message = message * basis * envelope
+        # channel 0 sums the repulsive core (read out with weight +1 through every layer):
+        # it keeps MD runs bound and stable whatever the random weights
+        message = torch.cat([core, message[:, 1:]], dim=1)
         return x + torch.zeros_like(x).index_add_(0, target, message)
 
     @torch.jit.export
