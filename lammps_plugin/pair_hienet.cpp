@@ -425,8 +425,9 @@ void PairHIENet::report_graph_sizes()
   MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);
   if (comm->me == 0)
     utils::logmesg(lmp, "pair_style hienet: graph per rank (min/max over {} ranks): local "
-                   "nodes {:.0f}/{:.0f}, ghost nodes {:.0f}/{:.0f}, edges {:.0f}/{:.0f}\n",
-                   comm->nprocs, lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]);
+                   "nodes {:.0f}/{:.0f}, ghost nodes {:.0f}/{:.0f}, edges {:.0f}/{:.0f}; ghost "
+                   "cutoff {} A\n", comm->nprocs, lo[0], hi[0], lo[1], hi[1], lo[2], hi[2],
+                   std::max(comm->cutghostuser, neighbor->cutneighmax));
 }
 
 /* ----------------------------------------------------------------------

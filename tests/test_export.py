@@ -96,6 +96,21 @@ def test_stage_methods_compose_to_forward(structures, exported):
     energy, atom_energy, _ = model(species, edge_index, edge_vec, len(atoms))
     torch.testing.assert_close(staged, atom_energy, rtol=0, atol=1e-12)
 
+    # n_out: only the first rows, the same numbers, when no edge aggregates at a later row
+    n_out = 3
+    rows = torch.arange(n_out)
+    keep = torch.isin(edge_index[0], rows)                    # equivariant blocks sum at [0]
+    ei = edge_index[:, keep]
+    r, e, y = radial[keep], envelope[keep], sh[keep]
+    x_full = module.invariant_layer(module.embed(species), ei.flip(0), r, e)
+    x_part = module.invariant_layer(module.embed(species), ei.flip(0), r, e, n_out)
+    assert x_part.shape[0] == n_out
+    torch.testing.assert_close(x_part, x_full[:n_out], rtol=0, atol=1e-14)
+    y_full = module.interaction(0, x_full, ei, r, y)
+    y_part = module.interaction(0, torch.cat([x_part, x_full[n_out:]]), ei, r, y, n_out)
+    assert y_part.shape[0] == n_out
+    torch.testing.assert_close(y_part, y_full[:n_out], rtol=0, atol=1e-14)
+
 
 def test_n_local_counts_only_local_nodes(structures, exported):
     model = DeployedModel(exported["float64"])

@@ -63,21 +63,22 @@ class ToyInteraction(torch.nn.Module):
         self.register_buffer("vector_mix", _rand(g, width_in, width_out, scale=0.6))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor,
-                sh: torch.Tensor) -> torch.Tensor:
+                sh: torch.Tensor, n_out: int = -1) -> torch.Tensor:
         centre, neighbour = edge_index[0], edge_index[1]
+        n = x.shape[0] if n_out < 0 else n_out                                 # rows computed
         core = x[:, :1]
         h = torch.cat([torch.zeros_like(core), x[:, 1:]], dim=1)              # core not mixed in
         r = radial[:, :-1] @ self.radial_mix                                   # [E, W]
         hj = h[neighbour]
         message = (hj @ self.mix + h[centre] @ self.centre_mix) * r
-        scalar = torch.zeros(x.shape[0], r.shape[1], dtype=x.dtype, device=x.device)
+        scalar = torch.zeros(n, r.shape[1], dtype=x.dtype, device=x.device)
         scalar = scalar.index_add_(0, centre, message)
         vector_message = sh.unsqueeze(2) * (r * (hj @ self.vector_mix)).unsqueeze(1)
-        vector = torch.zeros(x.shape[0], 3, r.shape[1], dtype=x.dtype, device=x.device)
+        vector = torch.zeros(n, 3, r.shape[1], dtype=x.dtype, device=x.device)
         vector = vector.index_add_(0, centre, vector_message)                 # [N, 3, W]
-        out = torch.tanh(h @ self.self_mix) + torch.tanh(scalar) + 0.3 * (vector * vector).sum(1)
+        out = torch.tanh(h[:n] @ self.self_mix) + torch.tanh(scalar) + 0.3 * (vector * vector).sum(1)
         # channel 0 carries the repulsive core of the invariant layer to the readout unchanged
-        return torch.cat([core, out[:, 1:]], dim=1)
+        return torch.cat([core[:n], out[:, 1:]], dim=1)
 
 
 class ToyHIENet(torch.nn.Module):
@@ -121,23 +122,24 @@ class ToyHIENet(torch.nn.Module):
 
     @torch.jit.export
     def invariant_layer(self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor,
-                        envelope: torch.Tensor) -> torch.Tensor:
+                        envelope: torch.Tensor, n_out: int = -1) -> torch.Tensor:
         """Sums at the target edge_index[1] (the official PyG orientation of HIENet)."""
         source, target = edge_index[0], edge_index[1]
+        x_out = x if n_out < 0 else x[:n_out]
         message = torch.tanh(x[source] @ self.source_mix + x[target] @ self.target_mix)
         basis, core = radial[:, :-1], radial[:, -1:]
         message = message * basis * envelope
         # channel 0 sums the repulsive core (read out with weight +1 through every layer):
         # it keeps MD runs bound and stable whatever the random weights
         message = torch.cat([core, message[:, 1:]], dim=1)
-        return x + torch.zeros_like(x).index_add_(0, target, message)
+        return x_out + torch.zeros_like(x_out).index_add_(0, target, message)
 
     @torch.jit.export
     def interaction(self, k: int, x: torch.Tensor, edge_index: torch.Tensor,
-                    radial: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+                    radial: torch.Tensor, sh: torch.Tensor, n_out: int = -1) -> torch.Tensor:
         for i, block in enumerate(self.interactions):
             if i == k:
-                return block(x, edge_index, radial, sh)
+                return block(x, edge_index, radial, sh, n_out)
         raise RuntimeError("interaction index out of range")
 
     @torch.jit.export
@@ -148,7 +150,7 @@ class ToyHIENet(torch.nn.Module):
                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         edge_vec = edge_vec.detach().requires_grad_(True)
         radial, envelope, sh = self.edge_features(edge_vec)
-        x = self.invariant_layer(self.embed(species), edge_index, radial, envelope)
+        x = self.invariant_layer(self.embed(species), edge_index, radial, envelope, -1)
         for block in self.interactions:
             x = block(x, edge_index, radial, sh)
         atom_energy = self.readout(x, species)[:n_local].to(torch.float64)

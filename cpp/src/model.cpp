@@ -221,11 +221,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   impl_->module.eval();
   if (!impl_->module.find_method("forward"))
     throw Error("HIENet model file " + in_quotes(path) + " has no forward() method");
-  if (impl_->meta.format_version >= 2)
-    for (const char *name : kStageMethods)
-      if (!impl_->module.find_method(name))
-        throw Error("HIENet model file " + in_quotes(path) + " has no " + name +
-                    "() stage method (export/FORMAT.md); re-export it with hienet-export");
+  if (impl_->meta.format_version >= 2) check_stage_methods(impl_->module, path);
 }
 
 Model::~Model() = default;

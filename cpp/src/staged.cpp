@@ -3,21 +3,23 @@
 // Forward, on a graph whose edges are centred on owners (edge_index[0] < n_local):
 //   (radial, envelope, sh) = edge_features(edge_vec)
 //   x = embed(species)                              ghosts embed their own species
-//   x = invariant_layer(x, flip(edge_index), ...)   it sums at edge_index[1]: flipped, every
+//   x = invariant_layer(x, flip(edge_index), ..., n_local)
+//                                                   it sums at edge_index[1]: flipped, every
 //                                                   owner receives the messages of its edges
 //                                                   (they depend on |r| only)
 //   for k = 0 .. K-1:
 //     x = exchange.forward(x)                       ghost rows := owner rows
-//     x = interaction(k, x, edge_index, ...)        sums at edge_index[0], the owner
-//   E = sum readout(x[:n_local])
-// Only owner rows of a stage's output are right; the exchange overwrites the ghost rows.
+//     x = interaction(k, x, edge_index, ..., n_local)   sums at edge_index[0], the owner
+//   E = sum readout(x)
+// Stages compute the owner rows only (n_out = n_local): ghost rows are only read, and the
+// exchange fills them in.
 //
 // Backward, stage by stage with torch::autograd::grad: each stage ran on detached leaves
 // (its node input, and radial/envelope/sh shared by all stages), so the gradient of the
 // total energy with respect to a stage's input is that stage's backward of the gradient
 // of its output. Before it becomes the output gradient of the previous stage, the rows of
-// ghost nodes are added into their owners (exchange.reverse) and zeroed: the previous
-// stage's ghost rows were overwritten and have no gradient of their own. The gradients of
+// ghost nodes are added into their owners (exchange.reverse) and dropped: the previous
+// stage has no ghost rows of its own. The gradients of
 // radial/envelope/sh are summed over stages and go through edge_features once, to edge_vec.
 #include "staged.h"
 
@@ -25,10 +27,28 @@
 
 #include <torch/autograd.h>
 
+#include <utility>
+
 namespace hienet {
 
-const char *const kStageMethods[5] = {"embed", "edge_features", "invariant_layer", "interaction",
-                                      "readout"};
+void check_stage_methods(torch::jit::Module &module, const std::string &path)
+{
+  // name and number of arguments after self (FORMAT.md, "Stage methods")
+  const std::pair<const char *, size_t> stages[] = {{"embed", 1}, {"edge_features", 1},
+                                                    {"invariant_layer", 5}, {"interaction", 6},
+                                                    {"readout", 2}};
+  for (const auto &stage : stages) {
+    auto method = module.find_method(stage.first);
+    if (!method)
+      throw Error("HIENet model file '" + path + "' has no " + stage.first +
+                  "() stage method (export/FORMAT.md); re-export it with hienet-export");
+    const size_t given = method->function().getSchema().arguments().size() - 1;
+    if (given != stage.second)
+      throw Error("HIENet model file '" + path + "': stage method " + stage.first + "() takes " +
+                  std::to_string(given) + " arguments, format version 2 has " +
+                  std::to_string(stage.second) + "; re-export it with hienet-export");
+  }
+}
 
 namespace {
 
@@ -44,22 +64,23 @@ torch::Tensor host_copy(const torch::Tensor &t)
   return t.detach().to(torch::kCPU).contiguous();
 }
 
-// x with ghost rows replaced by their owners' rows, as a new leaf that requires grad.
-torch::Tensor exchanged_input(const torch::Tensor &x, FeatureExchange &exchange)
+// The owner rows x [n_local, W] extended by the ghost rows [N, W], which the exchange fills
+// with their owners' rows; a new leaf that requires grad.
+torch::Tensor exchanged_input(const torch::Tensor &x, int64_t num_nodes, FeatureExchange &exchange)
 {
-  torch::Tensor host = host_copy(x);
+  torch::Tensor host = torch::zeros({num_nodes, x.size(1)}, x.options().device(torch::kCPU));
+  host.narrow(0, 0, x.size(0)).copy_(x.detach());
   exchange.forward(host.data_ptr(), host.size(0), static_cast<int>(host.size(1)), row_type(host));
   return host.to(x.device()).requires_grad_(true);
 }
 
-// Gradient of ghost rows added into their owners; ghost rows zeroed.
+// The gradient [N, W] with ghost rows added into their owners: its owner rows [n_local, W].
 torch::Tensor gathered_gradient(const torch::Tensor &g, int64_t n_local,
                                 FeatureExchange &exchange)
 {
   torch::Tensor host = host_copy(g);
   exchange.reverse(host.data_ptr(), host.size(0), static_cast<int>(host.size(1)), row_type(host));
-  host.narrow(0, n_local, host.size(0) - n_local).zero_();
-  return host.to(g.device());
+  return host.narrow(0, 0, n_local).to(g.device());
 }
 
 void accumulate(torch::Tensor &sum, const torch::Tensor &g)
@@ -95,23 +116,27 @@ StagedOutput evaluate_staged(torch::jit::Module &module, const std::string &path
   const torch::Tensor &radial = edge_leaf[0], &envelope = edge_leaf[1], &sh = edge_leaf[2];
 
   torch::Tensor x0 = module.get_method("embed")({species}).toTensor();
-  std::vector<torch::Tensor> inputs, outputs;    // inputs[k]: exchanged input of interaction k
+  // inputs[k]: exchanged input of interaction k; outputs[s]: owner rows of stage s
+  std::vector<torch::Tensor> inputs, outputs;
   outputs.push_back(module.get_method("invariant_layer")({x0, edge_index.flip(0), radial,
-                                                          envelope}).toTensor());
+                                                          envelope, n_local}).toTensor());
   for (int64_t k = 0; k < K; ++k) {
     const torch::Tensor &x = outputs.back();
-    if (x.dim() != 2 || x.size(0) != N || x.size(1) != widths[k])
+    if (x.dim() != 2 || x.size(0) != n_local || x.size(1) != widths[k])
       throw stage_error("the features entering interaction " + std::to_string(k) + " have shape " +
                         c10::str(x.sizes()) + ", metadata exchange_widths says [" +
-                        std::to_string(N) + ", " + std::to_string(widths[k]) + "]");
-    inputs.push_back(exchanged_input(x, exchange));
-    outputs.push_back(
-        module.get_method("interaction")({k, inputs.back(), edge_index, radial, sh}).toTensor());
+                        std::to_string(n_local) + ", " + std::to_string(widths[k]) + "]");
+    inputs.push_back(exchanged_input(x, N, exchange));
+    outputs.push_back(module.get_method("interaction")({k, inputs.back(), edge_index, radial, sh,
+                                                        n_local}).toTensor());
   }
-  torch::Tensor atom_energy = module.get_method("readout")({outputs.back().narrow(0, 0, n_local),
-                                                            species.narrow(0, 0, n_local)})
-                                  .toTensor()
-                                  .to(torch::kFloat64);
+  if (outputs.back().dim() < 1 || outputs.back().size(0) != n_local)
+    throw stage_error("the last stage returned shape " + c10::str(outputs.back().sizes()) +
+                      " for n_out = " + std::to_string(n_local));
+  torch::Tensor atom_energy =
+      module.get_method("readout")({outputs.back(), species.narrow(0, 0, n_local)})
+          .toTensor()
+          .to(torch::kFloat64);
   if (atom_energy.dim() != 1 || atom_energy.size(0) != n_local)
     throw stage_error("readout() returned shape " + c10::str(atom_energy.sizes()) +
                       ", expected [" + std::to_string(n_local) + "]");

@@ -12,8 +12,9 @@
 
 namespace hienet {
 
-// The stage methods an exported file must have for evaluate_staged (export/FORMAT.md).
-extern const char *const kStageMethods[5];
+// Throws hienet::Error (naming `path`) unless `module` has the stage methods of format
+// version 2 with their numbers of arguments (export/FORMAT.md).
+void check_stage_methods(torch::jit::Module &module, const std::string &path);
 
 struct StagedOutput {
   torch::Tensor energy;         // float64 scalar: sum over owners
