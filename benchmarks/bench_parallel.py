@@ -4,7 +4,7 @@
 For diamond Si (rattled, read from the same data file by every run) and the bundled si-demo
 model exported in float32 and float64, this prints per configuration
 
-* us/atom/step of the LAMMPS loop (fix nve), timed after a warm-up run,
+* us/atom/step of the LAMMPS loop (fix nve), timed after 5 warm-up steps (TorchScript optimises during the first calls),
 * the parallel efficiency t1 / (R * tR) against one rank (graph local),
 * nodes (local + ghost) and edges per rank, from the pair style's log line (max over ranks),
 * peak memory (VmHWM, the maximum resident set) of each rank,
@@ -19,7 +19,7 @@ ranks, and a table of the work per rank at 1k, 10k and 100k atoms per rank (cubi
 subdomains) for both modes, computed from the density and edges per atom measured here.
 
     python benchmarks/bench_parallel.py                 # the full table (see memory below)
-    python benchmarks/bench_parallel.py --quick         # 1,728 atoms, few steps, small V3 run
+    python benchmarks/bench_parallel.py --quick         # 1,728 atoms, 5 steps, small V3 run
     python benchmarks/bench_parallel.py --sizes 4096 --dtypes float64 --ranks 2 --steps 5
 
 One torch thread per rank (--threads sets HIENET_NUM_THREADS). --json FILE also writes the
@@ -94,7 +94,9 @@ def write_silicon(n_atoms: int, workdir: Path) -> tuple[Path, dict]:
 
 
 def run_lammps(model: Path, data: Path, ranks: int, mode: str, steps: int, threads: int,
-               workdir: Path) -> dict:
+               workdir: Path, warmup: int = 5) -> dict:
+    """One LAMMPS run: `run warmup` (TorchScript's profiling executor optimises its graphs
+    during the first calls), then `run steps`, timed."""
     from lammps_helpers import _lammps_package_dir, _mpich_lib_dir, _mpirun, plugin_dir
 
     script = f"""
@@ -107,7 +109,7 @@ velocity all create 300 12345 mom yes rot yes loop geom
 fix 1 all nve
 timestep 0.001
 thermo {max(steps, 1)}
-run 2
+run {warmup}
 run {steps}
 """
     inp = workdir / f"in.{data.stem}_{ranks}_{mode}"
@@ -175,7 +177,7 @@ def shell_counts(atoms_per_rank: float, density: float, edges_per_atom: float, c
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="1,728 atoms, 2 timed steps, one round, V3-sized model on 216 atoms: "
+                        help="1,728 atoms, 5 timed steps, one round, V3-sized model on 216 atoms: "
                              "under 4 GB per configuration, for a small shared machine")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 32768])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
@@ -188,7 +190,7 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.steps, args.repeats, args.v3_size = [1728], 2, 1, 216
+        args.sizes, args.steps, args.repeats, args.v3_size = [1728], 5, 1, 216
 
     import torch
 
@@ -198,7 +200,7 @@ def main(argv=None):
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     print(f"# hienet {__version__} (git {git or '?'}), torch {torch.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {args.threads} torch thread(s) per rank")
-    print(f"# diamond Si, si-demo (cutoff 5 A, 3 layers); {args.steps} timed steps after a warm-up run; "
+    print(f"# diamond Si, si-demo (cutoff 5 A, 3 layers); {args.steps} timed steps after 5 warm-up steps; "
           f"fastest of {args.repeats} interleaved round(s)")
     results = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": []}
     geometry = None
@@ -228,8 +230,8 @@ def main(argv=None):
             v3 = export_v3_sized(workdir)
             data, _ = write_silicon(args.v3_size, workdir)
             v3_steps = 1 if args.quick else max(1, args.steps // 5)
-            best = interleaved({"1 rank, local": lambda: run_lammps(v3, data, 1, "local", v3_steps, args.threads, workdir),
-                                f"{R} ranks, exchange": lambda: run_lammps(v3, data, R, "exchange", v3_steps, args.threads, workdir)},
+            best = interleaved({"1 rank, local": lambda: run_lammps(v3, data, 1, "local", v3_steps, args.threads, workdir, 2),
+                                f"{R} ranks, exchange": lambda: run_lammps(v3, data, R, "exchange", v3_steps, args.threads, workdir, 2)},
                                1)
             t1 = best["1 rank, local"]["us_per_atom_step"]
             print(f"\n# HIENet-V3-sized model (random weights, official layout, float32), {args.v3_size} atoms, "
