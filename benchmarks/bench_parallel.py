@@ -4,7 +4,8 @@
 For diamond Si (rattled, read from the same data file by every run) and the bundled si-demo
 model exported in float32 and float64, this prints per configuration
 
-* us/atom/step of the LAMMPS loop (fix nve), timed after 5 warm-up steps (TorchScript optimises during the first calls),
+* us/atom/step of the LAMMPS loop (fix nve), timed after 5 warm-up steps (TorchScript
+  optimises its graphs during the first calls),
 * the parallel efficiency t1 / (R * tR) against one rank (graph local),
 * nodes (local + ghost) and edges per rank, from the pair style's log line (max over ranks),
 * peak memory (VmHWM, the maximum resident set) of each rank,
