@@ -4,7 +4,7 @@
 Reports microseconds per atom per MD step for diamond Si (512 and 4096 atoms by default):
 
 * lammps np=R   `mpirun -np R lmp`, fix nve from the same structure at 300 K, pair_style
-                hienet (graph local on 1 rank, local + ghost atoms on several); the LAMMPS
+                hienet (graph local on 1 rank, graph exchange on several); the LAMMPS
                 loop time, all included
 * bare model    the exported TorchScript module called on a prebuilt graph (forward +
                 its internal backward), the floor for any driver

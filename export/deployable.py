@@ -34,7 +34,8 @@ class DeployableHIENet(nn.Module):
             edge_grad = torch.zeros_like(edge_vec)
         return energy.detach(), atom_energy.detach(), edge_grad
 
-    # Stages, for layer-by-layer evaluation with ghost-feature exchange between layers.
+    # Stages, for layer-by-layer evaluation with ghost-feature exchange between layers
+    # (FORMAT.md, "Stage methods"; n_out >= 0: only the first n_out rows are computed).
     @torch.jit.export
     def embed(self, species: torch.Tensor) -> torch.Tensor:
         return self.model.embed(species)
@@ -46,15 +47,17 @@ class DeployableHIENet(nn.Module):
 
     @torch.jit.export
     def invariant_layer(
-        self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor
+        self, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
-        return self.model.invariant_layer(x, edge_index, radial, envelope)
+        return self.model.invariant_layer(x, edge_index, radial, envelope, n_out)
 
     @torch.jit.export
     def interaction(
-        self, k: int, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor, sh: torch.Tensor
+        self, k: int, x: torch.Tensor, edge_index: torch.Tensor, radial: torch.Tensor, sh: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
-        return self.model.interaction(k, x, edge_index, radial, sh)
+        return self.model.interaction(k, x, edge_index, radial, sh, n_out)
 
     @torch.jit.export
     def readout(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:

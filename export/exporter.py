@@ -2,9 +2,10 @@
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
+from e3nn import o3
 from e3nn.util.jit import script
 
 from hienet._version import __version__
@@ -12,7 +13,7 @@ from hienet.model import HIENet
 
 from .deployable import DeployableHIENet
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
 STAGE_METHODS = ["embed", "edge_features", "invariant_layer", "interaction", "readout"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -28,6 +29,13 @@ def model_hash(model: HIENet) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def exchange_widths(model: HIENet) -> List[int]:
+    """Width of the node features entering each equivariant block: what a multi-rank run
+    copies from owners to ghosts before the block (FORMAT.md, "Stage methods")."""
+    # o3.Irreps(...): e3nn's scripting leaves irreps attributes as plain tuples
+    return [int(o3.Irreps(block.irreps_in).dim) for block in model.interactions]
+
+
 def metadata(model: HIENet, dtype: str, digest: str) -> Dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -38,6 +46,7 @@ def metadata(model: HIENet, dtype: str, digest: str) -> Dict[str, Any]:
         "dtype": dtype,
         "torch_version": torch.__version__,
         "model_hash": digest,
+        "exchange_widths": exchange_widths(model),
         "units": {"energy": "eV", "length": "Å"},
         "config": model.config,
     }

@@ -12,7 +12,8 @@ import torch
 from .graph import graph_of_atoms
 from .graph import keys as K
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1   # version 1 lacks only `exchange_widths` (multi-rank LAMMPS)
 METADATA_FILE = "metadata.json"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,10 +39,11 @@ def read_metadata(path) -> Dict[str, Any]:
 
 def check_metadata(meta: Dict[str, Any], path) -> None:
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or not OLDEST_FORMAT_VERSION <= version <= FORMAT_VERSION:
         raise ValueError(
             f"unsupported HIENet model format version {version!r} in {path} (this hienet reads "
-            f"{FORMAT_VERSION}); re-export it with this version's hienet-export"
+            f"{OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}); re-export it with this version's "
+            "hienet-export"
         )
     for key in ("cutoff", "species", "dtype", "num_message_passing_layers"):
         if key not in meta:

@@ -1,6 +1,7 @@
 /* ----------------------------------------------------------------------------------------
    pair_style hienet: a thin adapter between LAMMPS arrays and the HIENet C++ runtime.
-   See pair_hienet.h for the syntax and the two graph modes.
+   See pair_hienet.h for the syntax and the graph modes; the graphs are built in
+   hienet_graph.cpp, the inter-rank feature exchange lives in hienet_exchange.cpp.
 
    This file includes LAMMPS headers and therefore must never include torch headers
    (LAMMPS bundles fmt 10, torch fmt 12, with the same include guards); the runtime is
@@ -20,7 +21,6 @@
 #include "utils.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <exception>
 
@@ -56,8 +56,8 @@ std::string major_minor(const std::string &version)
 /* ---------------------------------------------------------------------- */
 
 PairHIENet::PairHIENet(LAMMPS *lmp) :
-    Pair(lmp), device_choice(hienet::Device::Auto), graph_request(GraphMode::Auto),
-    ghost_mode(false)
+    Pair(lmp), device_choice(hienet::Device::Auto), graph_request(GraphRequest::Auto),
+    mode(HIENetGraph::Mode::Local), log_sizes(false), graph(lmp), exchange(lmp, this)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -99,7 +99,7 @@ void PairHIENet::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style hienet model.pt [device auto|cpu|cuda] [graph auto|local|ghost]
+   pair_style hienet model.pt [device auto|cpu|cuda] [graph auto|local|exchange|ghost]
 ------------------------------------------------------------------------- */
 
 void PairHIENet::settings(int narg, char **arg)
@@ -107,7 +107,7 @@ void PairHIENet::settings(int narg, char **arg)
   if (narg < 1) utils::missing_cmd_args(FLERR, "pair_style hienet", error);
   model_path = arg[0];
   device_choice = hienet::Device::Auto;
-  graph_request = GraphMode::Auto;
+  graph_request = GraphRequest::Auto;
 
   for (int iarg = 1; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
@@ -119,16 +119,19 @@ void PairHIENet::settings(int narg, char **arg)
       else if (value == "cuda") device_choice = hienet::Device::CUDA;
       else error->all(FLERR, "Unknown pair_style hienet device '{}': use auto, cpu or cuda", value);
     } else if (key == "graph") {
-      if (value == "auto") graph_request = GraphMode::Auto;
-      else if (value == "local") graph_request = GraphMode::Local;
-      else if (value == "ghost") graph_request = GraphMode::Ghost;
-      else error->all(FLERR, "Unknown pair_style hienet graph '{}': use auto, local or ghost", value);
+      if (value == "auto") graph_request = GraphRequest::Auto;
+      else if (value == "local") graph_request = GraphRequest::Local;
+      else if (value == "exchange") graph_request = GraphRequest::Exchange;
+      else if (value == "ghost") graph_request = GraphRequest::Ghost;
+      else error->all(FLERR, "Unknown pair_style hienet graph '{}': use auto, local, exchange "
+                      "or ghost", value);
     } else {
       error->all(FLERR, "Unknown pair_style hienet keyword '{}' (known: device, graph)", key);
     }
   }
 
   load_model();
+  set_comm_sizes();    // here too: pair_style hybrid reads them from its sub-styles now
 
   // a new model may have other species: pair_coeff must be given (again)
   if (allocated) {
@@ -266,34 +269,89 @@ void PairHIENet::init_style()
                neighbor->skin, neighbor->skin / cutoff_lammps, model->cutoff(), cutoff_lammps,
                update->unit_style, 2.0 * units.length);
 
-  if (graph_request == GraphMode::Local && comm->nprocs > 1)
-    error->all(FLERR, "pair_style hienet graph local works on one MPI rank only ({} ranks "
-               "here); use graph auto or ghost", comm->nprocs);
-  ghost_mode = graph_request == GraphMode::Ghost ||
-      (graph_request == GraphMode::Auto && comm->nprocs > 1);
-  if (ghost_mode && force->newton_pair == 0)
-    error->all(FLERR, "Pair style hienet on several MPI ranks (graph ghost) requires "
-               "'newton pair on': forces on ghost atoms are sent back to their owners");
+  const int nprocs = comm->nprocs;
+  switch (graph_request) {
+    case GraphRequest::Local:
+      if (nprocs > 1)
+        error->all(FLERR, "pair_style hienet graph local works on one MPI rank only ({} ranks "
+                   "here); use graph auto, exchange or ghost", nprocs);
+      mode = HIENetGraph::Mode::Local;
+      break;
+    case GraphRequest::Exchange:
+      if (!model->supports_exchange())
+        error->all(FLERR, "pair_style hienet graph exchange: model file {} is format version "
+                   "{}, which lacks the stage metadata (exchange_widths) of layer-by-layer "
+                   "evaluation; re-export it with hienet-export, or use graph ghost",
+                   model_path, model->metadata().format_version);
+      mode = HIENetGraph::Mode::Exchange;
+      break;
+    case GraphRequest::Ghost: mode = HIENetGraph::Mode::Ghost; break;
+    case GraphRequest::Auto:
+      mode = nprocs == 1                   ? HIENetGraph::Mode::Local
+          : model->supports_exchange() ? HIENetGraph::Mode::Exchange
+                                       : HIENetGraph::Mode::Ghost;
+      if (nprocs > 1 && !model->supports_exchange() && comm->me == 0)
+        error->warning(FLERR, "HIENet model {} is format version {}: on several MPI ranks it "
+                       "runs in graph ghost mode (a layers x cutoff ghost shell); re-export it "
+                       "with hienet-export for graph exchange", model_path,
+                       model->metadata().format_version);
+      break;
+  }
+  const bool ghosts_are_nodes = mode != HIENetGraph::Mode::Local;
+  if (ghosts_are_nodes && force->newton_pair == 0)
+    error->all(FLERR, "Pair style hienet with graph {} (the default on several MPI ranks) "
+               "requires 'newton pair on': forces on ghost atoms are sent back to their owners",
+               mode == HIENetGraph::Mode::Exchange ? "exchange" : "ghost");
 
-  ghostneigh = ghost_mode ? 1 : 0;
-  neighbor->add_request(this, NeighConst::REQ_FULL | (ghost_mode ? NeighConst::REQ_GHOST : 0));
+  const bool ghost_list = mode == HIENetGraph::Mode::Ghost;
+  ghostneigh = ghost_list ? 1 : 0;
+  neighbor->add_request(this, NeighConst::REQ_FULL | (ghost_list ? NeighConst::REQ_GHOST : 0));
+  set_comm_sizes();
+  log_sizes = true;
 
-  if (ghost_mode) {
+  const double skin = neighbor->skin;
+  if (mode == HIENetGraph::Mode::Ghost) {
     if (comm->mode != Comm::SINGLE)
-      error->all(FLERR, "Pair style hienet with several MPI ranks (graph ghost) needs "
-                 "'comm_modify mode single' (it sets the ghost cutoff itself)");
+      error->all(FLERR, "Pair style hienet with graph ghost needs 'comm_modify mode single' "
+                 "(it sets the ghost cutoff itself)");
     // ghost atoms out to layers x cutoff, so users need no comm_modify
     const int layers = std::max(1, model->num_message_passing_layers());
-    const double cut = layers * model->cutoff() * units.length + neighbor->skin;
+    const double cut = layers * cutoff_lammps + skin;
     if (comm->cutghostuser < cut) comm->cutghostuser = cut;
     if (comm->me == 0)
-      utils::logmesg(lmp, "pair_style hienet: graph of local + ghost atoms, ghost cutoff {} "
-                     "({} layers x {} A + skin {}, in LAMMPS length units)\n",
-                     comm->cutghostuser, layers, model->cutoff(), neighbor->skin);
+      utils::logmesg(lmp, "pair_style hienet: graph ghost: local + ghost atoms within {} "
+                     "graph hops, ghost cutoff {} ({} layers x {} A + skin {}, in units {})\n",
+                     layers, comm->cutghostuser, layers, model->cutoff(), skin,
+                     update->unit_style);
+  } else if (mode == HIENetGraph::Mode::Exchange) {
+    if (comm->me == 0) {
+      std::string widths;
+      for (int w : model->metadata().exchange_widths) widths += " " + std::to_string(w);
+      utils::logmesg(lmp, "pair_style hienet: graph exchange: local + ghost atoms, ghost cutoff "
+                     "{} (cutoff {} A + skin {}, in units {}); node features exchanged before "
+                     "each of {} equivariant blocks (widths{}, {})\n", cutoff_lammps + skin,
+                     model->cutoff(), skin, update->unit_style, model->metadata().exchange_widths.size(), widths,
+                     model->dtype());
+    }
   } else if (comm->me == 0) {
-    utils::logmesg(lmp, "pair_style hienet: graph of local atoms, ghost neighbours folded "
+    utils::logmesg(lmp, "pair_style hienet: graph local: local atoms, ghost neighbours folded "
                    "onto their owners\n");
   }
+}
+
+/* ----------------------------------------------------------------------
+   per-atom size of the forward/reverse communication of graph exchange; must be set
+   before Comm::init() sizes its buffers (after force->init(), i.e. init_style)
+------------------------------------------------------------------------- */
+
+void PairHIENet::set_comm_sizes()
+{
+  int size = 0;
+  if (model && model->supports_exchange())
+    size = HIENetExchange::max_slots(model->metadata().exchange_widths,
+                                     model->dtype() == "float32" ? hienet::RowType::Float32
+                                                                 : hienet::RowType::Float64);
+  comm_forward = comm_reverse = size;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -306,214 +364,29 @@ double PairHIENet::init_one(int i, int j)
   return rc;
 }
 
-/* ----------------------------------------------------------------------
-   local mode: atom_owner[a] = index of the local atom that ghost a images.
-   Rebuilt when any cached owner no longer carries the ghost's atom ID (a cheap check
-   every step, so no assumption about when LAMMPS reorders its atoms).
-------------------------------------------------------------------------- */
-
-void PairHIENet::map_ghosts_to_owners()
-{
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const tagint *tag = atom->tag;
-
-  bool valid = static_cast<int>(atom_owner.size()) == nall;
-  for (int a = nlocal; valid && a < nall; a++) {
-    const int o = atom_owner[a];
-    valid = o >= 0 && o < nlocal && tag[o] == tag[a];
-  }
-  if (valid) {
-    for (int i = 0; valid && i < nlocal; i++) valid = atom_owner[i] == i;
-    if (valid) return;
-  }
-
-  tag_to_local.clear();
-  tag_to_local.reserve(nlocal);
-  for (int i = 0; i < nlocal; i++)
-    if (!tag_to_local.emplace(tag[i], i).second)
-      error->one(FLERR, "pair_style hienet: duplicate atom ID {}", tag[i]);
-  atom_owner.resize(nall);
-  for (int i = 0; i < nlocal; i++) atom_owner[i] = i;
-  for (int a = nlocal; a < nall; a++) {
-    auto it = tag_to_local.find(tag[a]);
-    if (it == tag_to_local.end())
-      error->one(FLERR, "pair_style hienet: ghost atom ID {} has no local owner (graph local "
-                 "needs all atoms on one rank)", tag[a]);
-    atom_owner[a] = it->second;
-  }
-}
-
-/* ----------------------------------------------------------------------
-   local mode graph: nodes = local atoms, edge (i, owner(j)) with x_j - x_i
-------------------------------------------------------------------------- */
-
-void PairHIENet::build_local_graph()
-{
-  map_ghosts_to_owners();
-  const double *const *x = atom->x;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int inum = list->inum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double rc = model->cutoff() * units.length;
-  const double rcsq = rc * rc;
-
-  atom_node.assign(nlocal, -1);
-  node_atom.clear();
-  species.clear();
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    const int s = type_species[type[i]];
-    if (s < 0) continue;
-    atom_node[i] = static_cast<int>(node_atom.size());
-    node_atom.push_back(i);
-    species.push_back(s);
-  }
-
-  edge_src.clear();
-  edge_dst.clear();
-  edge_vec.clear();
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    const int ni = atom_node[i];
-    if (ni < 0) continue;
-    const int *jlist = firstneigh[i];
-    for (int jj = 0; jj < numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      if (type_species[type[j]] < 0) continue;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= rcsq) continue;
-      const int nj = atom_node[atom_owner[j]];
-      if (nj < 0) error->one(FLERR, "pair_style hienet: neighbour {} of atom {} is not a node",
-                             atom->tag[j], atom->tag[i]);
-      edge_src.push_back(ni);
-      edge_dst.push_back(nj);
-      edge_vec.push_back(dx);
-      edge_vec.push_back(dy);
-      edge_vec.push_back(dz);
-    }
-  }
-}
-
-/* ----------------------------------------------------------------------
-   ghost mode graph: nodes = local atoms and the ghosts within `layers` graph hops
-   (|r| < cutoff per hop). Every edge touching a node at hop <= layers-1 is kept, in both
-   directions; edges between two nodes at hop == layers cannot reach a local atom's energy
-   within `layers` message passes and are dropped.
-------------------------------------------------------------------------- */
-
-void PairHIENet::build_ghost_graph()
-{
-  const double *const *x = atom->x;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const int inum = list->inum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double rc = model->cutoff() * units.length;
-  const double rcsq = rc * rc;
-  const int layers = std::max(1, model->num_message_passing_layers());
-  const int unreached = INT_MAX;
-
-  hops.assign(nall, unreached);
-  atom_node.assign(nall, -1);
-  node_atom.clear();
-  species.clear();
-
-  auto add_node = [&](int a, int hop) {
-    hops[a] = hop;
-    atom_node[a] = static_cast<int>(node_atom.size());
-    node_atom.push_back(a);
-    species.push_back(type_species[type[a]]);
-  };
-  auto is_edge = [&](int i, int j) {
-    const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-    return dx * dx + dy * dy + dz * dz < rcsq;
-  };
-
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    if (i < nlocal && type_species[type[i]] >= 0) add_node(i, 0);
-  }
-  // breadth-first search out to `layers` hops; nodes are numbered in the order found
-  size_t level_begin = 0;
-  for (int hop = 1; hop <= layers; hop++) {
-    const size_t level_end = node_atom.size();
-    for (size_t n = level_begin; n < level_end; n++) {
-      const int i = node_atom[n];
-      const int *jlist = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; jj++) {
-        const int j = jlist[jj] & NEIGHMASK;
-        if (hops[j] != unreached || type_species[type[j]] < 0 || !is_edge(i, j)) continue;
-        add_node(j, hop);
-      }
-    }
-    level_begin = level_end;
-  }
-
-  edge_src.clear();
-  edge_dst.clear();
-  edge_vec.clear();
-  auto add_edge = [&](int ni, int nj, double dx, double dy, double dz) {
-    edge_src.push_back(ni);
-    edge_dst.push_back(nj);
-    edge_vec.push_back(dx);
-    edge_vec.push_back(dy);
-    edge_vec.push_back(dz);
-  };
-  const int nnodes = static_cast<int>(node_atom.size());
-  for (int ni = 0; ni < nnodes; ni++) {
-    const int i = node_atom[ni];
-    if (hops[i] >= layers) continue;
-    const int *jlist = firstneigh[i];
-    for (int jj = 0; jj < numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      if (type_species[type[j]] < 0) continue;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= rcsq) continue;
-      const int nj = atom_node[j];
-      if (nj < 0) error->one(FLERR, "pair_style hienet: neighbour {} of atom {} is not a node",
-                             atom->tag[j], atom->tag[i]);
-      add_edge(ni, nj, dx, dy, dz);
-      // j's own list adds (j, i) unless j is on the outermost shell
-      if (hops[j] == layers) add_edge(nj, ni, -dx, -dy, -dz);
-    }
-  }
-}
-
 /* ---------------------------------------------------------------------- */
 
 void PairHIENet::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
 
-  if (ghost_mode) build_ghost_graph();
-  else build_local_graph();
-  hienet_lammps::edge_vectors_to_angstrom(edge_vec, units);
-
-  int n_local = 0;
-  for (int a : node_atom)
-    if (a < atom->nlocal) n_local++;
-
-  hienet::Graph graph;
-  graph.num_nodes = static_cast<int64_t>(node_atom.size());
-  graph.n_local = n_local;
-  graph.species = species.data();
-  graph.num_edges = static_cast<int64_t>(edge_src.size());
-  graph.edge_src = edge_src.data();
-  graph.edge_dst = edge_dst.data();
-  graph.edge_vec = edge_vec.data();
+  graph.build(mode, list, type_species, model->cutoff() * units.length,
+              model->num_message_passing_layers());
+  graph.edge_vectors_to_angstrom(units);
+  if (log_sizes) report_graph_sizes();
+  const int n_local = graph.num_local();
+  const std::vector<int> &node_atom = graph.nodes();
 
   const hienet::AtomVirial atom_virial = cvflag_atom ? hienet::AtomVirial::Nine
       : vflag_atom                                   ? hienet::AtomVirial::Six
                                                      : hienet::AtomVirial::None;
   try {
-    model->evaluate(graph, atom_virial, result);
+    if (mode == HIENetGraph::Mode::Exchange) {
+      exchange.set_atom_nodes(&graph.atom_nodes());
+      model->evaluate_exchange(graph.graph(), exchange, atom_virial, result);
+    } else {
+      model->evaluate(graph.graph(), atom_virial, result);
+    }
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style hienet: {}", e.what());
   }
@@ -546,11 +419,54 @@ void PairHIENet::compute(int eflag, int vflag)
 
 double PairHIENet::memory_usage()
 {
-  double bytes = Pair::memory_usage();
-  bytes += sizeof(int64_t) * (species.capacity() + edge_src.capacity() + edge_dst.capacity());
-  bytes += sizeof(double) * (edge_vec.capacity() + result.forces.capacity() +
-                             result.atom_energy.capacity() + result.atom_virial.capacity());
-  bytes += sizeof(int) *
-      (node_atom.capacity() + atom_node.capacity() + atom_owner.capacity() + hops.capacity());
+  double bytes = Pair::memory_usage() + graph.memory_usage();
+  bytes += sizeof(double) *
+      (result.forces.capacity() + result.atom_energy.capacity() + result.atom_virial.capacity());
   return bytes;
+}
+
+/* ----------------------------------------------------------------------
+   the log line of the issue: local/ghost nodes and edges per rank, min/max over ranks
+   (collective: every rank calls it from compute())
+------------------------------------------------------------------------- */
+
+void PairHIENet::report_graph_sizes()
+{
+  log_sizes = false;
+  const double counts[3] = {static_cast<double>(graph.num_local()),
+                            static_cast<double>(graph.num_nodes() - graph.num_local()),
+                            static_cast<double>(graph.num_edges())};
+  double lo[3], hi[3];
+  MPI_Allreduce(counts, lo, 3, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style hienet: graph per rank (min/max over {} ranks): local "
+                   "nodes {:.0f}/{:.0f}, ghost nodes {:.0f}/{:.0f}, edges {:.0f}/{:.0f}; ghost "
+                   "cutoff {} (units {})\n", comm->nprocs, lo[0], hi[0], lo[1], hi[1], lo[2],
+                   hi[2], std::max(comm->cutghostuser, neighbor->cutneighmax),
+                   update->unit_style);
+}
+
+/* ----------------------------------------------------------------------
+   graph exchange: LAMMPS's communication calls these; HIENetExchange does the work
+------------------------------------------------------------------------- */
+
+int PairHIENet::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  return exchange.pack_forward(n, list, buf);
+}
+
+void PairHIENet::unpack_forward_comm(int n, int first, double *buf)
+{
+  exchange.unpack_forward(n, first, buf);
+}
+
+int PairHIENet::pack_reverse_comm(int n, int first, double *buf)
+{
+  return exchange.pack_reverse(n, first, buf);
+}
+
+void PairHIENet::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  exchange.unpack_reverse(n, list, buf);
 }

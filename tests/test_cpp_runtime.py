@@ -45,7 +45,9 @@ def test_metadata(rt, models):
     assert model.num_message_passing_layers == TOY_LAYERS
     assert model.dtype == "float64"
     assert model.device == "cpu"
-    assert model.metadata["format_version"] == rt.FORMAT_VERSION == 1
+    assert model.metadata["format_version"] == rt.FORMAT_VERSION == 2
+    assert rt.OLDEST_FORMAT_VERSION == 1
+    assert model.metadata["exchange_widths"] == [8, 5] and model.supports_exchange
     assert model.metadata["units"] == {"energy": "eV", "length": "Å"}      # \u escapes decoded
     assert rt.Model(str(models["float32"])).dtype == "float32"
     assert rt.read_metadata(str(models["float64"]))["model_hash"].startswith("sha256:")
@@ -130,7 +132,7 @@ def test_receptive_field_spans_layers(rt, models):
     from ase import Atoms
 
     model = rt.Model(str(models["float64"]))
-    chain = Atoms("Si3", positions=[[0, 0, 0], [3.0, 0, 0], [6.0, 0, 0]], pbc=False)
+    chain = Atoms("Si3", positions=[[0, 0, 0], [2.5, 0, 0], [5.0, 0, 0]], pbc=False)
     moved = chain.copy()
     moved.positions[2, 1] += 0.3
     e0 = run(model, chain)["atom_energy"][0]
@@ -162,6 +164,116 @@ def test_empty_and_edgeless_graphs(rt, models):
     assert np.all(single["forces"] == 0) and np.all(single["virial"] == 0)
 
 
+# ---- layer-by-layer evaluation with a feature exchange (graph exchange) ----------------
+def image_graph(atoms, species_list, cutoff):
+    """The whole periodic system as one 'rank': owners 0..n-1, every periodic image that is
+    a neighbour becomes a ghost node; edges are centred on owners only. Returns
+    (species, edge_index, edge_vec, owner) with owner[n] the atom that node n images."""
+    from vesin import NeighborList
+
+    pbc = [bool(p) for p in atoms.pbc]
+    box = np.array(atoms.cell.array, dtype=float) if any(pbc) else np.zeros((3, 3))
+    i, j, S, D = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=np.asarray(atoms.positions, dtype=float), box=box, periodic=pbc, quantities="ijSD")
+    owner, ghost_of, neighbour = list(range(len(atoms))), {}, []
+    for a, shift in zip(j.tolist(), map(tuple, np.asarray(S).tolist())):
+        if shift == (0, 0, 0):
+            neighbour.append(a)
+            continue
+        if (a, shift) not in ghost_of:
+            ghost_of[(a, shift)] = len(owner)
+            owner.append(a)
+        neighbour.append(ghost_of[(a, shift)])
+    owner = np.array(owner, dtype=np.int64)
+    species = np.array([species_list.index(s) for s in atoms.get_chemical_symbols()])[owner]
+    return species, np.stack([i, neighbour]).astype(np.int64), np.asarray(D, dtype=float), owner
+
+
+def exchange_results(model, atoms):
+    """evaluate_exchange on the image graph, ghost forces/virials added into their owners."""
+    species, edge_index, edge_vec, owner = image_graph(atoms, model.species, model.cutoff)
+    n = len(atoms)
+    out = model.evaluate_exchange(species, edge_index, edge_vec, n, owner, 9)
+    forces, virials = np.zeros((n, 3)), np.zeros((n, 9))
+    np.add.at(forces, owner, out["forces"])
+    np.add.at(virials, owner, out["atom_virial"])
+    return out, forces, virials, len(owner) - n
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exchange_evaluation_matches_python(rt, models, dtype):
+    """Stage by stage with ghost images and an exchange == the model's forward() on the
+    folded graph (Python reference), on every test structure."""
+    model = rt.Model(str(models[dtype]))
+    ghosts = 0
+    for name, system in SYSTEMS.items():
+        out, forces, virials, n_ghosts = exchange_results(model, system.atoms)
+        ghosts += n_ghosts
+        ref = reference(models[dtype], system.atoms)
+        relative = 1e-12 if dtype == "float64" else 1e-5      # of the largest component
+        for got, want in ((out["energy"], ref["energy"]), (out["atom_energy"], ref["energies"]),
+                          (forces, ref["forces"]), (out["virial"], ref["virial"]),
+                          (virials, ref["centroid_virial"])):
+            scale = max(np.abs(want).max(initial=0.0), 1.0)
+            np.testing.assert_allclose(got, want, rtol=0, atol=relative * scale, err_msg=name)
+        assert out["exchanges"] == [("forward", 8), ("forward", 5), ("reverse", 5), ("reverse", 8)]
+    assert ghosts > 300
+
+
+def test_exchange_evaluation_of_an_exported_hienet(rt, tmp_path):
+    """The real network (invariant layer summing at edge_index[1], equivariant blocks at
+    edge_index[0]) through hienet-export's stage methods, against hienet.deploy."""
+    from hienet.deploy import DeployedModel
+    from hienet.export.exporter import export_model
+    from test_lammps_hienet_model import tiny_model
+
+    path = tmp_path / "tiny.pt"
+    meta = export_model(tiny_model(), path)
+    model, deployed = rt.Model(str(path)), DeployedModel(path)
+    for name in ("mixed", "triclinic", "short_cell", "slab"):
+        atoms = SYSTEMS[name].atoms
+        out, forces, _, n_ghosts = exchange_results(model, atoms)
+        ref = deployed.evaluate(atoms)
+        assert n_ghosts > 0
+        assert abs(out["energy"] - ref["energy"]) <= 1e-10
+        np.testing.assert_allclose(out["atom_energy"], ref["energies"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-12)
+    widths = meta["exchange_widths"]
+    assert out["exchanges"] == [("forward", w) for w in widths] + [("reverse", w) for w in widths[::-1]]
+
+
+def test_exchange_without_nodes_still_exchanges(rt, models):
+    """A rank with no atoms takes part in every exchange, in the same order."""
+    model = rt.Model(str(models["float64"]))
+    none = np.zeros(0, np.int64)
+    out = model.evaluate_exchange(none, np.zeros((2, 0), np.int64), np.zeros((0, 3)), 0, none, 6)
+    assert out["energy"] == 0.0 and out["forces"].shape == (0, 3)
+    assert out["exchanges"] == [("forward", 8), ("forward", 5), ("reverse", 5), ("reverse", 8)]
+
+
+def test_exchange_errors(rt, models, tmp_path):
+    model = rt.Model(str(models["float64"]))
+    vec = np.array([[1.5, 0.0, 0.0]])
+    with pytest.raises(rt.ModelError, match=r"edge 0 = \(1, 0\) is centred on a ghost node \(n_local=1\)"):
+        model.evaluate_exchange(np.array([0, 1]), np.array([[1], [0]]), vec, 1, np.array([0, 0]))
+    # format version 1 (no exchange_widths): evaluate works, evaluate_exchange says re-export
+    old = rt.Model(str(write_toy_model(tmp_path / "v1.pt", format_version=1)))
+    assert not old.supports_exchange
+    species, edge_index, edge_vec = graph_of(SYSTEMS["mixed"].atoms, old.species)
+    assert np.isfinite(old.evaluate(species, edge_index, edge_vec, len(species))["energy"])
+    with pytest.raises(rt.ModelError, match="is format version 1, which lacks the stage metadata .* "
+                                            "re-export it with hienet-export"):
+        old.evaluate_exchange(np.array([0]), np.zeros((2, 0), np.int64), np.zeros((0, 3)), 1, np.array([0]))
+    no_widths = write_toy_model(tmp_path / "nowidths.pt", metadata_overrides={"exchange_widths": None})
+    with pytest.raises(rt.ModelError, match="no valid 'exchange_widths' entry"):
+        rt.Model(str(no_widths))
+    wrong = rt.Model(str(write_toy_model(tmp_path / "wrong.pt", metadata_overrides={"exchange_widths": [8, 6]})))
+    species, edge_index, edge_vec, owner = image_graph(SYSTEMS["si_diamond"].atoms, wrong.species, wrong.cutoff)
+    with pytest.raises(rt.ModelError, match=r"entering interaction 1 have shape \[\d+, 5\], metadata "
+                                            r"exchange_widths says \[\d+, 6\]"):
+        wrong.evaluate_exchange(species, edge_index, edge_vec, 64, owner)
+
+
 def test_threads_from_environment(rt, models, monkeypatch):
     monkeypatch.setenv("HIENET_NUM_THREADS", "2")
     assert rt.Model(str(models["float64"])).num_threads == 2
@@ -188,8 +300,8 @@ def test_corrupt_file(rt, models, tmp_path):
 
 
 def test_unknown_format_version(rt, tmp_path):
-    path = write_toy_model(tmp_path / "future.pt", format_version=2)
-    message = (f"unsupported HIENet model format version 2 in {path} (this build reads 1); "
+    path = write_toy_model(tmp_path / "future.pt", format_version=3)
+    message = (f"unsupported HIENet model format version 3 in {path} (this build reads 1 to 2); "
                "re-export with hienet-export")
     with pytest.raises(rt.ModelError) as err:
         rt.Model(str(path))

@@ -36,6 +36,10 @@ def test_bundled_files_are_the_same_model():
     assert meta["model_hash"] == model_hash(load_model(checkpoint))
     assert meta["species"] == ["Si"] and meta["dtype"] == "float64"
     assert meta["config"]["smooth_invariant"] is True
+    # written in the current format, so that multi-rank runs use graph exchange
+    from hienet.export import FORMAT_VERSION
+
+    assert meta["format_version"] == FORMAT_VERSION and meta["exchange_widths"] == [16, 60]
 
 
 def test_readme_states_the_model_card_figures():

@@ -96,6 +96,21 @@ def test_stage_methods_compose_to_forward(structures, exported):
     energy, atom_energy, _ = model(species, edge_index, edge_vec, len(atoms))
     torch.testing.assert_close(staged, atom_energy, rtol=0, atol=1e-12)
 
+    # n_out: only the first rows, the same numbers, when no edge aggregates at a later row
+    n_out = 3
+    rows = torch.arange(n_out)
+    keep = torch.isin(edge_index[0], rows)                    # equivariant blocks sum at [0]
+    ei = edge_index[:, keep]
+    r, e, y = radial[keep], envelope[keep], sh[keep]
+    x_full = module.invariant_layer(module.embed(species), ei.flip(0), r, e)
+    x_part = module.invariant_layer(module.embed(species), ei.flip(0), r, e, n_out)
+    assert x_part.shape[0] == n_out
+    torch.testing.assert_close(x_part, x_full[:n_out], rtol=0, atol=1e-14)
+    y_full = module.interaction(0, x_full, ei, r, y)
+    y_part = module.interaction(0, torch.cat([x_part, x_full[n_out:]]), ei, r, y, n_out)
+    assert y_part.shape[0] == n_out
+    torch.testing.assert_close(y_part, y_full[:n_out], rtol=0, atol=1e-14)
+
 
 def test_n_local_counts_only_local_nodes(structures, exported):
     model = DeployedModel(exported["float64"])
@@ -123,7 +138,9 @@ def test_metadata_round_trip_and_stable_hash(tmp_path, smooth_model):
         meta = read_metadata(tmp_path / name)
         hashes.append(meta["model_hash"])
     assert hashes[0] == hashes[1] == model_hash(smooth_model)
-    assert meta["format_version"] == 1 and meta["dtype"] == "float32"
+    assert meta["format_version"] == 2 and meta["dtype"] == "float32"
+    # the features entering each equivariant block: 32x0e, then the hidden irreps but the last
+    assert meta["exchange_widths"] == [32, 32 + 8 * 3 + 4 * 5, 32 + 24 + 20 + 2 * 7, 32 + 24 + 20 + 14]
     assert meta["species"] == smooth_model.species and meta["cutoff"] == 5.0
     assert meta["num_message_passing_layers"] == 5
     assert meta["units"] == {"energy": "eV", "length": "Å"}

@@ -66,7 +66,7 @@ def test_unsupported_units(model, tmp_path):
 def test_unknown_format_version(tmp_path):
     future = write_toy_model(tmp_path / "future.pt", format_version=7)
     message = lammps_error(tmp_path, model=future)
-    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 1); "
+    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 1 to 2); "
             "re-export with hienet-export") in message
 
 
@@ -86,7 +86,10 @@ def test_unknown_keyword(model, tmp_path):
 
 def test_newton_pair_off_on_several_ranks(model, tmp_path):
     message = lammps_error(tmp_path, nprocs=2, model=model, newton="off")
-    assert "Pair style hienet on several MPI ranks (graph ghost) requires 'newton pair on'" in message
+    assert ("Pair style hienet with graph exchange (the default on several MPI ranks) requires "
+            "'newton pair on'") in message
+    message = lammps_error(tmp_path, nprocs=2, model=model, newton="off", pair_style_args="graph ghost")
+    assert "Pair style hienet with graph ghost (the default on several MPI ranks) requires" in message
     assert re.search(r"exit code 1\b", message), "a clean LAMMPS error exit, not a crash"
 
 
@@ -111,5 +114,19 @@ def test_missing_model_file_on_several_ranks(tmp_path):
 
 
 def test_comm_mode_multi_on_several_ranks(model, tmp_path):
-    message = lammps_error(tmp_path, nprocs=2, model=model, header="neighbor 2.0 multi\ncomm_modify mode multi")
-    assert "needs 'comm_modify mode single' (it sets the ghost cutoff itself)" in message
+    message = lammps_error(tmp_path, nprocs=2, model=model, header="neighbor 2.0 multi\ncomm_modify mode multi",
+                           pair_style_args="graph ghost")
+    assert "with graph ghost needs 'comm_modify mode single' (it sets the ghost cutoff itself)" in message
+
+
+def test_graph_exchange_needs_format_version_2(tmp_path):
+    old = write_toy_model(tmp_path / "v1.pt", format_version=1)
+    message = lammps_error(tmp_path, model=old, pair_style_args="graph exchange")
+    assert (f"pair_style hienet graph exchange: model file {old} is format version 1, which lacks "
+            "the stage metadata (exchange_widths) of layer-by-layer evaluation; re-export it with "
+            "hienet-export, or use graph ghost") in message
+
+
+def test_unknown_graph_mode(model, tmp_path):
+    message = lammps_error(tmp_path, model=model, pair_style_args="graph halo")
+    assert "Unknown pair_style hienet graph 'halo': use auto, local, exchange or ghost" in message

@@ -99,44 +99,20 @@ def test_serial_float32_matches_reference(models, name, tmp_path):
     assert abs(ref["energy"] - ref64["energy"]) > 1e-9
 
 
+@pytest.mark.parametrize("mode", ["ghost", "exchange"])
 @pytest.mark.parametrize("name", NAMES)
-def test_ghost_graph_on_one_rank_matches_local_graph(models, name, tmp_path):
-    """graph ghost (local + ghost atoms, reverse communication) == graph local, 1 rank."""
+def test_ghost_graphs_on_one_rank_match_local_graph(models, name, mode, tmp_path):
+    """graph ghost (layers x cutoff shell) and graph exchange (periodic images exchanged by
+    LAMMPS's forward/reverse communication with itself) == graph local, 1 rank."""
     system = SYSTEMS[name]
     local = run_system(tmp_path, models["float64"], system, pair_style_args="graph local", tag="l")
-    ghost = run_system(tmp_path, models["float64"], system, pair_style_args="graph ghost", tag="g")
+    ghost = run_system(tmp_path, models["float64"], system, pair_style_args=f"graph {mode}", tag="g")
     for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
         np.testing.assert_allclose(getattr(ghost, field), getattr(local, field), rtol=0, atol=ROUNDOFF,
                                    err_msg=f"{name}: {field}")
 
 
-# ---- several MPI ranks: one mpirun per rank count runs every system ---------------------
-@pytest.fixture(scope="module")
-def mpi_runs(models, tmp_path_factory):
-    runs = {}
-    for nprocs in (2, 3):
-        workdir = tmp_path_factory.mktemp(f"mpi{nprocs}")
-        script = "".join(
-            "clear\n" + lammps_script(workdir, models["float64"], SYSTEMS[name], tag=f"{name}_")
-            for name in NAMES
-        )
-        run_lammps(script, workdir, nprocs=nprocs)
-        runs[nprocs] = {name: read_results(workdir, f"{name}_").in_order_of(SYSTEMS[name].ids)
-                        for name in NAMES}
-    return runs
-
-
-@pytest.mark.parametrize("nprocs", [2, 3])
-@pytest.mark.parametrize("name", NAMES)
-def test_mpi_matches_serial(models, mpi_runs, name, nprocs, tmp_path):
-    system = SYSTEMS[name]
-    serial = run_system(tmp_path, models["float64"], system)
-    parallel = mpi_runs[nprocs][name]
-    assert abs(parallel.energy - serial.energy) <= ROUNDOFF * max(1, len(system.atoms))
-    for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
-        np.testing.assert_allclose(getattr(parallel, field), getattr(serial, field), rtol=0,
-                                   atol=ROUNDOFF, err_msg=f"{name} on {nprocs} ranks: {field}")
-    compare(parallel, expected(models["float64"], system, tmp_path), system, TOL64)
+# (several MPI ranks on several processor grids: tests/test_lammps_parallel.py)
 
 
 # ---- accumulation, migration, empty ranks ------------------------------------------------

@@ -7,6 +7,8 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace py = pybind11;
 
@@ -25,7 +27,7 @@ using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 py::dict evaluate(hienet::Model &model, const carray<int64_t> &species,
                   const carray<int64_t> &edge_index, const carray<double> &edge_vec,
-                  int64_t n_local, int atom_virial)
+                  int64_t n_local, int atom_virial, hienet::FeatureExchange *exchange = nullptr)
 {
   if (species.ndim() != 1) throw py::value_error("species must have shape [N]");
   if (edge_index.ndim() != 2 || edge_index.shape(0) != 2)
@@ -48,7 +50,9 @@ py::dict evaluate(hienet::Model &model, const carray<int64_t> &species,
   hienet::Result r;
   {
     py::gil_scoped_release release;
-    model.evaluate(g, static_cast<hienet::AtomVirial>(atom_virial), r);
+    const auto av = static_cast<hienet::AtomVirial>(atom_virial);
+    if (exchange) model.evaluate_exchange(g, *exchange, av, r);
+    else model.evaluate(g, av, r);
   }
   const auto N = static_cast<py::ssize_t>(g.num_nodes);
   py::dict out;
@@ -61,12 +65,72 @@ py::dict evaluate(hienet::Model &model, const carray<int64_t> &species,
   return out;
 }
 
+// Ghost node n (n >= n_local) is an image of owner[n] (< n_local): a whole periodic system
+// on one process, the exchange the LAMMPS pair style makes across ranks. Records the calls.
+class OwnerExchange : public hienet::FeatureExchange {
+ public:
+  OwnerExchange(const int64_t *owner, int64_t n_local) : owner_(owner), n_local_(n_local) {}
+
+  void forward(void *rows, int64_t num_nodes, int width, hienet::RowType type) override
+  {
+    calls.emplace_back("forward", width);
+    if (type == hienet::RowType::Float32) copy(static_cast<float *>(rows), num_nodes, width);
+    else copy(static_cast<double *>(rows), num_nodes, width);
+  }
+
+  void reverse(void *rows, int64_t num_nodes, int width, hienet::RowType type) override
+  {
+    calls.emplace_back("reverse", width);
+    if (type == hienet::RowType::Float32) add(static_cast<float *>(rows), num_nodes, width);
+    else add(static_cast<double *>(rows), num_nodes, width);
+  }
+
+  std::vector<std::pair<std::string, int>> calls;    // filled without the GIL
+
+ private:
+  template <typename T>
+  void copy(T *rows, int64_t num_nodes, int width)
+  {
+    for (int64_t n = n_local_; n < num_nodes; ++n)
+      for (int c = 0; c < width; ++c) rows[n * width + c] = rows[owner_[n] * width + c];
+  }
+
+  template <typename T>
+  void add(T *rows, int64_t num_nodes, int width)
+  {
+    for (int64_t n = n_local_; n < num_nodes; ++n)
+      for (int c = 0; c < width; ++c) rows[owner_[n] * width + c] += rows[n * width + c];
+  }
+
+  const int64_t *owner_;
+  int64_t n_local_;
+};
+
+py::dict evaluate_exchange(hienet::Model &model, const carray<int64_t> &species,
+                           const carray<int64_t> &edge_index, const carray<double> &edge_vec,
+                           int64_t n_local, const carray<int64_t> &owner, int atom_virial)
+{
+  const int64_t N = species.ndim() == 1 ? species.shape(0) : -1;
+  if (owner.ndim() != 1 || owner.shape(0) != N)
+    throw py::value_error("owner must have shape [N] like species");
+  if (n_local < 0 || n_local > N) throw py::value_error("n_local must lie in [0, N]");
+  for (int64_t n = n_local; n < N; ++n)
+    if (owner.data()[n] < 0 || owner.data()[n] >= n_local)
+      throw py::value_error("owner[" + std::to_string(n) + "] = " +
+                            std::to_string(owner.data()[n]) + " is not a node < n_local");
+  OwnerExchange exchange(owner.data(), n_local);
+  py::dict out = evaluate(model, species, edge_index, edge_vec, n_local, atom_virial, &exchange);
+  out["exchanges"] = py::cast(exchange.calls);
+  return out;
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_runtime, m)
 {
   m.doc() = "HIENet C++ runtime (the evaluator behind pair_style hienet).";
   m.attr("FORMAT_VERSION") = hienet::kFormatVersion;
+  m.attr("OLDEST_FORMAT_VERSION") = hienet::kOldestFormatVersion;
   m.def("torch_version", &hienet::torch_version, "torch version the runtime was built against");
 
   // hienet.Error -> hienet._runtime.ModelError, a RuntimeError
@@ -85,7 +149,7 @@ An exported HIENet model loaded by the C++ runtime.
 Parameters
 ----------
 path : str
-    File written by hienet-export (export/FORMAT.md, format version 1).
+    File written by hienet-export (export/FORMAT.md, format version 1 or 2).
 device : {"auto", "cpu", "cuda"}
     "auto" uses CUDA when torch sees a GPU.
 local_rank : int
@@ -117,7 +181,21 @@ num_threads : int
                                return py::module_::import("json").attr("loads")(
                                    model.metadata().json);
                              })
-      .def("evaluate", &evaluate, py::arg("species"), py::arg("edge_index"),
+      .def_property_readonly("supports_exchange", &hienet::Model::supports_exchange)
+      .def("evaluate_exchange", &evaluate_exchange, py::arg("species"), py::arg("edge_index"),
+           py::arg("edge_vec"), py::arg("n_local"), py::arg("owner"), py::arg("atom_virial") = 0,
+           R"doc(
+Stage-by-stage evaluation with a feature exchange (what pair_style hienet does across MPI
+ranks): edges must be centred on nodes < n_local; ghost node n >= n_local is an image of
+node owner[n] < n_local. Returns evaluate()'s dict for the ghost-extended graph (forces and
+per-node virials of ghosts not yet added into their owners) plus "exchanges", the list of
+(direction, width) calls the runtime made.
+)doc")
+      .def("evaluate", [](hienet::Model &model, const carray<int64_t> &species,
+                          const carray<int64_t> &edge_index, const carray<double> &edge_vec,
+                          int64_t n_local, int atom_virial) {
+             return evaluate(model, species, edge_index, edge_vec, n_local, atom_virial);
+           }, py::arg("species"), py::arg("edge_index"),
            py::arg("edge_vec"), py::arg("n_local"), py::arg("atom_virial") = 0,
            R"doc(
 Evaluate on a graph (FORMAT.md convention). Returns a dict with energy (float),

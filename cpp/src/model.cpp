@@ -3,6 +3,7 @@
 
 #include "hienet/keys.h"
 #include "json.h"
+#include "staged.h"
 
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
@@ -82,11 +83,12 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
   // The version comes first: a future format may change every other key.
   const json::Value *v = root.find(metadata_keys::format_version);
   if (!v) throw missing(metadata_keys::format_version);
-  if (!v->is_number() || v->number != std::floor(v->number) || v->number != kFormatVersion)
+  if (!v->is_number() || v->number != std::floor(v->number) ||
+      v->number < kOldestFormatVersion || v->number > kFormatVersion)
     throw Error("unsupported HIENet model format version " + json_repr(*v) + " in " + path +
-                " (this build reads " + std::to_string(kFormatVersion) +
-                "); re-export with hienet-export");
-  meta.format_version = kFormatVersion;
+                " (this build reads " + std::to_string(kOldestFormatVersion) + " to " +
+                std::to_string(kFormatVersion) + "); re-export with hienet-export");
+  meta.format_version = static_cast<int>(v->number);
 
   v = root.find(metadata_keys::cutoff);
   if (!v || !v->is_number() || !(v->number > 0.0) || !std::isfinite(v->number))
@@ -119,6 +121,17 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
   meta.hienet_version = optional_string(metadata_keys::hienet_version);
   meta.torch_version = optional_string(metadata_keys::torch_version);
   meta.model_hash = optional_string(metadata_keys::model_hash);
+
+  // version 2: the feature widths exchanged between layers, one per equivariant block
+  if (meta.format_version >= 2) {
+    v = root.find(metadata_keys::exchange_widths);
+    if (!v || !v->is_array()) throw missing(metadata_keys::exchange_widths);
+    for (const auto &w : v->array) {
+      if (!w.is_number() || !(w.number >= 1) || w.number != std::floor(w.number) || w.number > 1e6)
+        throw missing(metadata_keys::exchange_widths);
+      meta.exchange_widths.push_back(static_cast<int>(w.number));
+    }
+  }
   return meta;
 }
 
@@ -208,6 +221,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   impl_->module.eval();
   if (!impl_->module.find_method("forward"))
     throw Error("HIENet model file " + in_quotes(path) + " has no forward() method");
+  if (impl_->meta.format_version >= 2) check_stage_methods(impl_->module, path);
 }
 
 Model::~Model() = default;
@@ -231,13 +245,14 @@ int Model::species_index(const std::string &symbol) const
   return -1;
 }
 
-void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
+namespace {
+
+void check_graph(const Graph &g, int64_t nspecies)
 {
   const int64_t N = g.num_nodes, E = g.num_edges, n_local = g.n_local;
   if (N < 0 || E < 0 || n_local < 0 || n_local > N)
     throw Error("invalid graph: num_nodes=" + std::to_string(N) + " num_edges=" +
                 std::to_string(E) + " n_local=" + std::to_string(n_local));
-  const int64_t nspecies = static_cast<int64_t>(impl_->meta.species.size());
   for (int64_t n = 0; n < N; ++n)
     if (g.species[n] < 0 || g.species[n] >= nspecies)
       throw Error("invalid graph: node " + std::to_string(n) + " has species index " +
@@ -248,65 +263,51 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
       throw Error("invalid graph: edge " + std::to_string(e) + " = (" +
                   std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
                   ") is outside nodes 0.." + std::to_string(N - 1));
+}
 
-  const int nv = static_cast<int>(atom_virial);
+void reset_result(const Graph &g, int nv, Result &r)
+{
   r.energy = 0.0;
   for (double &w : r.virial) w = 0.0;
-  r.atom_energy.assign(static_cast<size_t>(n_local), 0.0);
-  r.forces.assign(static_cast<size_t>(N * 3), 0.0);
-  if (nv) r.atom_virial.assign(static_cast<size_t>(N * nv), 0.0);
+  r.atom_energy.assign(static_cast<size_t>(g.n_local), 0.0);
+  r.forces.assign(static_cast<size_t>(g.num_nodes * 3), 0.0);
+  if (nv) r.atom_virial.assign(static_cast<size_t>(g.num_nodes * nv), 0.0);
   else r.atom_virial.clear();
-  if (N == 0) return;    // an empty domain: explicit zeros, the model is not called
+}
 
-  torch::Tensor edge_grad;
-  try {
-    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-    torch::Tensor species = torch::from_blob(const_cast<int64_t *>(g.species), {N}, i64)
-                                .to(impl_->device, torch::kInt64, false, true);
-    torch::Tensor edge_index = torch::empty({2, E}, i64);
-    if (E > 0) {
-      std::memcpy(edge_index.data_ptr<int64_t>(), g.edge_src, sizeof(int64_t) * E);
-      std::memcpy(edge_index.data_ptr<int64_t>() + E, g.edge_dst, sizeof(int64_t) * E);
-    }
-    edge_index = edge_index.to(impl_->device);
-    torch::Tensor edge_vec =
-        E > 0 ? torch::from_blob(const_cast<double *>(g.edge_vec), {E, 3},
-                                 torch::TensorOptions().dtype(torch::kFloat64))
-              : torch::zeros({0, 3}, torch::TensorOptions().dtype(torch::kFloat64));
-    // always a copy: the model turns on requires_grad for its edge_vec input
-    edge_vec = edge_vec.to(impl_->device, impl_->dtype, false, true);
+struct GraphTensors {
+  torch::Tensor species, edge_index, edge_vec;
+};
 
-    std::vector<torch::jit::IValue> inputs{species, edge_index, edge_vec, n_local};
-    torch::jit::IValue out = impl_->module.forward(inputs);
-    if (!out.isTuple() || out.toTupleRef().elements().size() != 3)
-      throw Error("HIENet model " + in_quotes(impl_->path) +
-                  " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
-    const auto &elems = out.toTupleRef().elements();
-    torch::Tensor energy = elems[0].toTensor().to(torch::kCPU, torch::kFloat64);
-    torch::Tensor atom_energy =
-        elems[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
-    edge_grad = elems[2].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
-    if (energy.numel() != 1 || atom_energy.numel() != n_local ||
-        edge_grad.dim() != 2 || edge_grad.size(0) != E || edge_grad.size(1) != 3)
-      throw Error("HIENet model " + in_quotes(impl_->path) + " returned shapes energy " +
-                  std::to_string(energy.numel()) + " values, atom_energy " +
-                  std::to_string(atom_energy.numel()) + " values, edge_grad " +
-                  c10::str(edge_grad.sizes()) + "; expected 1, " + std::to_string(n_local) +
-                  ", [" + std::to_string(E) + ", 3]");
-    r.energy = energy.item<double>();
-    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
-                sizeof(double) * static_cast<size_t>(n_local));
-  } catch (const c10::Error &e) {
-    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
-                short_message(e));
+GraphTensors graph_tensors(const Graph &g, torch::Device device, torch::ScalarType dtype)
+{
+  const int64_t N = g.num_nodes, E = g.num_edges;
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  GraphTensors t;
+  t.species = torch::from_blob(const_cast<int64_t *>(g.species), {N}, i64)
+                  .to(device, torch::kInt64, false, true);
+  torch::Tensor edge_index = torch::empty({2, E}, i64);
+  if (E > 0) {
+    std::memcpy(edge_index.data_ptr<int64_t>(), g.edge_src, sizeof(int64_t) * E);
+    std::memcpy(edge_index.data_ptr<int64_t>() + E, g.edge_dst, sizeof(int64_t) * E);
   }
+  t.edge_index = edge_index.to(device);
+  torch::Tensor edge_vec =
+      E > 0 ? torch::from_blob(const_cast<double *>(g.edge_vec), {E, 3},
+                               torch::TensorOptions().dtype(torch::kFloat64))
+            : torch::zeros({0, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+  // always a copy: the model turns on requires_grad for its edge_vec input
+  t.edge_vec = edge_vec.to(device, dtype, false, true);
+  return t;
+}
 
-  // forces and virials in double precision from g_e = dE/d(edge_vec[e])
-  const double *grad = edge_grad.data_ptr<double>();
+// Forces and virials in double precision from g_e = dE/d(edge_vec[e]) (see model.h).
+void add_edge_results(const Graph &g, const double *grad, int nv, Result &r)
+{
   double *F = r.forces.data();
   double *AV = nv ? r.atom_virial.data() : nullptr;
   double W[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};    // row-major W_ab = -sum r_a g_b
-  for (int64_t e = 0; e < E; ++e) {
+  for (int64_t e = 0; e < g.num_edges; ++e) {
     const int64_t i = g.edge_src[e], j = g.edge_dst[e];
     const double *gv = grad + 3 * e;
     const double *rv = g.edge_vec + 3 * e;
@@ -334,6 +335,91 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
   r.virial[3] = W[1];
   r.virial[4] = W[2];
   r.virial[5] = W[5];
+}
+
+}    // namespace
+
+void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
+{
+  const int64_t E = g.num_edges, n_local = g.n_local;
+  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
+  const int nv = static_cast<int>(atom_virial);
+  reset_result(g, nv, r);
+  if (g.num_nodes == 0) return;    // an empty domain: explicit zeros, the model is not called
+
+  torch::Tensor edge_grad;
+  try {
+    GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
+    std::vector<torch::jit::IValue> inputs{t.species, t.edge_index, t.edge_vec, n_local};
+    torch::jit::IValue out = impl_->module.forward(inputs);
+    if (!out.isTuple() || out.toTupleRef().elements().size() != 3)
+      throw Error("HIENet model " + in_quotes(impl_->path) +
+                  " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
+    const auto &elems = out.toTupleRef().elements();
+    torch::Tensor energy = elems[0].toTensor().to(torch::kCPU, torch::kFloat64);
+    torch::Tensor atom_energy =
+        elems[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    edge_grad = elems[2].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (energy.numel() != 1 || atom_energy.numel() != n_local ||
+        edge_grad.dim() != 2 || edge_grad.size(0) != E || edge_grad.size(1) != 3)
+      throw Error("HIENet model " + in_quotes(impl_->path) + " returned shapes energy " +
+                  std::to_string(energy.numel()) + " values, atom_energy " +
+                  std::to_string(atom_energy.numel()) + " values, edge_grad " +
+                  c10::str(edge_grad.sizes()) + "; expected 1, " + std::to_string(n_local) +
+                  ", [" + std::to_string(E) + ", 3]");
+    r.energy = energy.item<double>();
+    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
+                sizeof(double) * static_cast<size_t>(n_local));
+  } catch (const c10::Error &e) {
+    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
+                short_message(e));
+  }
+  add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
+}
+
+bool Model::supports_exchange() const
+{
+  return impl_->meta.format_version >= 2;
+}
+
+void Model::evaluate_exchange(const Graph &g, FeatureExchange &exchange, AtomVirial atom_virial,
+                              Result &r)
+{
+  if (!supports_exchange())
+    throw Error("HIENet model file " + in_quotes(impl_->path) + " is format version " +
+                std::to_string(impl_->meta.format_version) +
+                ", which lacks the stage metadata of layer-by-layer evaluation; re-export it "
+                "with hienet-export");
+  const int64_t n_local = g.n_local;
+  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
+  for (int64_t e = 0; e < g.num_edges; ++e)
+    if (g.edge_src[e] >= n_local)
+      throw Error("invalid graph for evaluate_exchange: edge " + std::to_string(e) + " = (" +
+                  std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
+                  ") is centred on a ghost node (n_local=" + std::to_string(n_local) + ")");
+  const int nv = static_cast<int>(atom_virial);
+  reset_result(g, nv, r);
+  const RowType rows = impl_->dtype == torch::kFloat32 ? RowType::Float32 : RowType::Float64;
+  if (g.num_nodes == 0) {
+    exchange_without_nodes(impl_->meta.exchange_widths, rows, exchange);
+    return;
+  }
+
+  torch::Tensor edge_grad;
+  try {
+    GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
+    StagedOutput out = evaluate_staged(impl_->module, impl_->path, impl_->meta.exchange_widths,
+                                       t.species, t.edge_index, t.edge_vec, n_local, exchange);
+    edge_grad = out.edge_grad.to(torch::kCPU, torch::kFloat64).contiguous();
+    torch::Tensor atom_energy = out.atom_energy.to(torch::kCPU).contiguous();
+    r.energy = out.energy.item<double>();
+    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
+                sizeof(double) * static_cast<size_t>(n_local));
+  } catch (const c10::Error &e) {
+    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
+                short_message(e));
+  }
+  add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
 }
 
 }    // namespace hienet

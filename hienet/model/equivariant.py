@@ -106,13 +106,17 @@ class EquivariantBlock(nn.Module):
         edge_index: torch.Tensor,
         radial: torch.Tensor,
         sh: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
+        # n_out >= 0: only rows 0..n_out-1 are computed (every centre must be < n_out); the
+        # other rows are only gathered as neighbours (ghost atoms of a multi-rank graph).
         centre, neighbour = edge_index[0], edge_index[1]
-        skip = self.skip(x)
+        n = x.shape[0] if n_out < 0 else n_out
+        skip = self.skip(x[:n])
         h = self.linear_in(x)
         messages = self.tensor_product(h[neighbour], sh, self.radial_mlp(radial))
         summed = torch.zeros(
-            (x.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
+            (n, messages.shape[1]), dtype=messages.dtype, device=messages.device
         ).index_add_(0, centre, messages)
         h = self.linear_out(summed / self.denominator)
         return self.gate(h + skip)

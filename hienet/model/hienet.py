@@ -109,7 +109,8 @@ class HIENet(nn.Module):
         # invariant layer + equivariant blocks: the receptive field is this × cutoff
         self.num_message_passing_layers = 1 + self.num_interactions
 
-    # Stages, in order. Composing them is `forward`.
+    # Stages, in order. Composing them is `forward`. n_out >= 0 computes only the first n_out
+    # rows of a message-passing stage (the owned atoms of a multi-rank graph, FORMAT.md).
     @torch.jit.export
     def embed(self, species: torch.Tensor) -> torch.Tensor:
         return self.embedding(species)
@@ -128,8 +129,9 @@ class HIENet(nn.Module):
         edge_index: torch.Tensor,
         radial: torch.Tensor,
         envelope: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
-        return self.invariant(x, edge_index, radial, envelope)
+        return self.invariant(x, edge_index, radial, envelope, n_out)
 
     @torch.jit.export
     def interaction(
@@ -139,10 +141,11 @@ class HIENet(nn.Module):
         edge_index: torch.Tensor,
         radial: torch.Tensor,
         sh: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
         for i, block in enumerate(self.interactions):
             if i == k:
-                return block(x, edge_index, radial, sh)
+                return block(x, edge_index, radial, sh, n_out)
         raise RuntimeError("interaction index out of range")
 
     @torch.jit.export

@@ -56,10 +56,14 @@ class InvariantAttentionLayer(nn.Module):
         edge_index: torch.Tensor,
         radial: torch.Tensor,
         envelope: torch.Tensor,
+        n_out: int = -1,
     ) -> torch.Tensor:
         # Official (PyG source→target) orientation: source = edge_index[0], target = edge_index[1].
+        # n_out >= 0: only rows 0..n_out-1 are computed (every target must be < n_out); the
+        # other rows are only read as sources (ghost atoms of a multi-rank graph).
         source, target = edge_index[0], edge_index[1]
-        q, k, v = self.query(x), self.key(x), self.value(x)
+        x_out = x if n_out < 0 else x[:n_out]
+        q, k, v = self.query(x_out), self.key(x), self.value(x)
         e = self.edge(radial)
         key = self.key_mlp(torch.cat([k[target], k[source], e], dim=-1))
         alpha = q[target] * key * self.inv_sqrt_c
@@ -67,13 +71,13 @@ class InvariantAttentionLayer(nn.Module):
         message = message * torch.sigmoid(self.attention_norm(alpha))
         if self.smooth:
             message = message * envelope
-        summed = torch.zeros_like(x).index_add_(0, target, message)
+        summed = torch.zeros_like(x_out).index_add_(0, target, message)
         out = self.output(summed)
 
-        reset = torch.sigmoid(self.reset_gate(x))
-        update = torch.sigmoid(self.update_gate(x))
-        candidate = (1.0 - update) * x + update * nn.functional.softplus(self.output_norm(out))
-        return (1.0 - update) * (reset * x) + update * candidate
+        reset = torch.sigmoid(self.reset_gate(x_out))
+        update = torch.sigmoid(self.update_gate(x_out))
+        candidate = (1.0 - update) * x_out + update * nn.functional.softplus(self.output_norm(out))
+        return (1.0 - update) * (reset * x_out) + update * candidate
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, smooth={self.smooth}"

@@ -39,6 +39,7 @@ constexpr const char *species = "species";
 constexpr const char *dtype = "dtype";
 constexpr const char *torch_version = "torch_version";
 constexpr const char *model_hash = "model_hash";
+constexpr const char *exchange_widths = "exchange_widths";    // format version 2
 
 }    // namespace metadata_keys
 }    // namespace hienet

@@ -1,5 +1,6 @@
-// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 1)
-// and evaluate it on a graph.
+// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format versions 1
+// and 2) and evaluate it on a graph, in one piece (evaluate) or layer by layer with a
+// feature exchange between layers (evaluate_exchange, format version 2).
 //
 // This header is deliberately free of torch includes (pimpl): LAMMPS bundles fmt 10 and
 // torch bundles fmt 12 under the same include guards, so a translation unit that includes
@@ -20,6 +21,8 @@
 #ifndef HIENET_MODEL_H
 #define HIENET_MODEL_H
 
+#include "hienet/exchange.h"
+
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -28,8 +31,10 @@
 
 namespace hienet {
 
-// The only exported-file format this build reads.
-constexpr int kFormatVersion = 1;
+// The exported-file format this build writes and reads; kOldestFormatVersion is the
+// oldest one it still reads (version 1 lacks `exchange_widths`: no evaluate_exchange).
+constexpr int kFormatVersion = 2;
+constexpr int kOldestFormatVersion = 1;
 
 // Every failure of the runtime (unreadable file, bad metadata, bad graph, evaluation error)
 // is reported as hienet::Error with a message that names the file or the offending value.
@@ -48,6 +53,9 @@ struct Metadata {
   std::string dtype;                    // "float32" or "float64"
   std::string torch_version;            // torch that wrote the file
   std::string model_hash;
+  // width of the node features entering interaction k, k = 0 .. K-1 (format version 2;
+  // empty for version 1): what evaluate_exchange() exchanges before each of them
+  std::vector<int> exchange_widths;
   std::string json;                     // the raw metadata.json text
 };
 
@@ -112,6 +120,19 @@ class Model {
   // Evaluates the model on `graph` and fills `result` (see the top of this file).
   // An empty graph (num_nodes == 0) gives zeros without calling the model.
   void evaluate(const Graph &graph, AtomVirial atom_virial, Result &result);
+
+  // True if the file has the stage metadata that evaluate_exchange() needs (format 2).
+  bool supports_exchange() const;
+
+  // The same results, computed stage by stage (export/FORMAT.md, "Stage methods") on a
+  // graph whose edges are all centred on owners (edge_src < n_local) and whose ghost nodes
+  // are images of owners, here or elsewhere: `exchange` copies the features of owners to
+  // their ghosts before each equivariant block and sends the gradients of ghost rows back
+  // to their owners in the backward pass. Forces and per-node virials of ghost nodes are
+  // returned like those of owners (the caller adds them into the owners' atoms).
+  // Exchanges happen even when the graph is empty, the same number on every process.
+  void evaluate_exchange(const Graph &graph, FeatureExchange &exchange, AtomVirial atom_virial,
+                         Result &result);
 
  private:
   struct Impl;
