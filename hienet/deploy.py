@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 import torch
 
+from .ase_convert import results_from_outputs, species_indices
 from .graph import graph_of_atoms
 from .graph import keys as K
 
@@ -71,7 +72,6 @@ class DeployedModel:
 
     def evaluate(self, atoms) -> Dict[str, Any]:
         """ASE results (energy, free_energy, energies, forces, stress when the cell has a volume)."""
-        from .calculator import results_from_outputs, species_indices
         from .model.forces import forces_from_edge_gradient, virial_from_edge_gradient
 
         species = species_indices(atoms.get_chemical_symbols(), self.species, str(self.path))
@@ -89,4 +89,5 @@ class DeployedModel:
             K.FORCES: forces_from_edge_gradient(grad, edge_index, len(atoms)),
             K.VIRIAL: virial_from_edge_gradient(grad, edge_vec, edge_graph, 1),
         }
-        return results_from_outputs(out, abs(atoms.cell.volume))
+        return results_from_outputs(out, abs(atoms.cell.volume), atoms.get_chemical_symbols(),
+                                    f"exported model {self.path}")

@@ -67,7 +67,7 @@ def read_structures(path, index=":"):
 
 def structure_to_graph(atoms, species: Sequence[str], cutoff: float, source: str,
                        energy_key=None, forces_key=None, stress_key=None) -> Dict[str, torch.Tensor]:
-    from ..calculator import species_indices
+    from ..ase_convert import species_indices
 
     energy, forces, stress = labels_of(atoms, source, energy_key, forces_key, stress_key)
     graph = graph_of_atoms(atoms, cutoff)
