@@ -261,6 +261,11 @@ def test_keys_mirror_python():
     cpp = dict(pattern.findall(graph_part))
     python = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
     assert cpp == python
+    numbers = re.compile(r"constexpr double (\w+) = ([0-9.eE+-]+);")
+    cpp_numbers = {name: float(value) for name, value in numbers.findall(graph_part)}
+    python_numbers = {name: value for name, value in vars(keys).items()
+                      if name.isupper() and isinstance(value, float)}
+    assert cpp_numbers == python_numbers and python_numbers
     format_md = (repo / "export" / "FORMAT.md").read_text()
     for name, value in pattern.findall(metadata_part):
         assert f"`{value}`" in format_md, f"metadata key {value} not in export/FORMAT.md"
