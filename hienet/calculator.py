@@ -5,6 +5,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .ase_convert import results_from_outputs, species_indices
+from .devices import resolve_device
 from .graph import graph_of_atoms
 from .model.forces import evaluate
 
@@ -25,7 +26,8 @@ class HIENetCalculator(Calculator):
     ----------
     model: path to our checkpoint, an official HIENet checkpoint, a file written by
         `hienet-export`, a bundled model name (`si-demo`), or a `HIENet` module.
-    device: 'cpu', 'cuda' or a torch.device.
+    device: 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device (an error if CUDA is asked for
+        and torch sees no GPU).
     dtype: 'float32' or 'float64' (ignored for exported files, which fix their dtype).
 
     Stress (ASE sign, Voigt xx yy zz yz xz xy) is reported when the cell has a volume, also for
@@ -44,7 +46,7 @@ class HIENetCalculator(Calculator):
         super().__init__(**kwargs)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
         self.deployed = None
         if isinstance(model, torch.nn.Module):

@@ -1,4 +1,4 @@
-"""A small TorchScript model that obeys export/FORMAT.md (format version 1) exactly.
+"""A small TorchScript model that obeys export/FORMAT.md (format version 2) exactly.
 
 It stands in for a real `hienet-export` file in the C++ runtime and LAMMPS tests: same
 `forward(species, edge_index, edge_vec, n_local)` signature and outputs, the same stage
@@ -23,7 +23,9 @@ so NVE runs conserve energy (`smooth=False` drops it, for comparison).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import List, Tuple
 
@@ -107,7 +109,7 @@ class ToyHIENet(torch.nn.Module):
 
 def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
                     num_layers: int = TOY_LAYERS, species: List[str] = TOY_SPECIES,
-                    seed: int = 0, smooth: bool = True, format_version=1,
+                    seed: int = 0, smooth: bool = True, format_version=2,
                     metadata_overrides: dict | None = None) -> Path:
     """Write a toy model file obeying export/FORMAT.md; returns its path.
 
@@ -136,10 +138,27 @@ def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
         "units": {"energy": "eV", "length": "Å"},
         "config": config,
     }
+    draft = io.BytesIO()
+    torch.jit.save(scripted, draft)
+    metadata["archive_digest"] = archive_digest(draft.getvalue())
     metadata.update(metadata_overrides or {})
     path = Path(path)
     scripted.save(str(path), _extra_files={"metadata.json": json.dumps(metadata)})
     return path
+
+
+def archive_digest(archive: bytes) -> str:
+    """FORMAT.md's archive digest, written from its text (independent of hienet.integrity)."""
+    records = {}
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        for info in z.infolist():
+            name = info.filename.split("/", 1)[1]
+            if name not in ("extra/metadata.json", ".data/serialization_id"):
+                records[name.encode()] = z.read(info)
+    h = hashlib.sha1()
+    for name in sorted(records):
+        h.update(b"%s\0%d\0%s" % (name, len(records[name]), records[name]))
+    return "sha1:" + h.hexdigest()
 
 
 if __name__ == "__main__":

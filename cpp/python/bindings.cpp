@@ -79,13 +79,16 @@ PYBIND11_MODULE(_runtime, m)
       },
       py::arg("path"), "Validated metadata.json of an exported model file, as a dict.");
 
+  m.def("archive_digest", &hienet::archive_digest, py::arg("path"),
+        "Recompute the archive digest of an exported file (export/FORMAT.md, Integrity).");
+
   py::class_<hienet::Model>(m, "Model", R"doc(
 An exported HIENet model loaded by the C++ runtime.
 
 Parameters
 ----------
 path : str
-    File written by hienet-export (export/FORMAT.md, format version 1).
+    File written by hienet-export (export/FORMAT.md, format version 2).
 device : {"auto", "cpu", "cuda"}
     "auto" uses CUDA when torch sees a GPU.
 local_rank : int

@@ -1,8 +1,9 @@
 // HIENet runtime implementation: the only translation unit that includes torch.
 #include "hienet/model.h"
 
+#include "archive.h"
 #include "hienet/keys.h"
-#include "json.h"
+#include "metadata.h"
 
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
@@ -40,86 +41,6 @@ void check_readable(const std::string &path)
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw Error("cannot open HIENet model file " + in_quotes(path) + ": " + std::strerror(errno));
-}
-
-std::string json_repr(const json::Value &v)
-{
-  switch (v.type) {
-    case json::Value::Type::Null: return "null";
-    case json::Value::Type::Bool: return v.boolean ? "true" : "false";
-    case json::Value::Type::Number: {
-      std::ostringstream out;
-      out << v.number;
-      return out.str();
-    }
-    case json::Value::Type::String: return "\"" + v.string + "\"";
-    case json::Value::Type::Array: return "[...]";
-    case json::Value::Type::Object: return "{...}";
-  }
-  return "?";
-}
-
-Metadata parse_metadata(const std::string &text, const std::string &path)
-{
-  json::Value root;
-  try {
-    root = json::parse(text);
-  } catch (const std::exception &e) {
-    throw Error("corrupt metadata.json in HIENet model file " + in_quotes(path) + " (" + e.what() +
-                "); re-export it with hienet-export");
-  }
-  if (!root.is_object())
-    throw Error("metadata.json in HIENet model file " + in_quotes(path) + " is not a JSON object");
-
-  auto missing = [&](const char *key) {
-    return Error("metadata.json in HIENet model file " + in_quotes(path) + " has no valid '" + key +
-                 "' entry; re-export it with hienet-export");
-  };
-
-  Metadata meta;
-  meta.json = text;
-
-  // The version comes first: a future format may change every other key.
-  const json::Value *v = root.find(metadata_keys::format_version);
-  if (!v) throw missing(metadata_keys::format_version);
-  if (!v->is_number() || v->number != std::floor(v->number) || v->number != kFormatVersion)
-    throw Error("unsupported HIENet model format version " + json_repr(*v) + " in " + path +
-                " (this build reads " + std::to_string(kFormatVersion) +
-                "); re-export with hienet-export");
-  meta.format_version = kFormatVersion;
-
-  v = root.find(metadata_keys::cutoff);
-  if (!v || !v->is_number() || !(v->number > 0.0) || !std::isfinite(v->number))
-    throw missing(metadata_keys::cutoff);
-  meta.cutoff = v->number;
-
-  v = root.find(metadata_keys::num_message_passing_layers);
-  if (!v || !v->is_number() || v->number < 0 || v->number != std::floor(v->number))
-    throw missing(metadata_keys::num_message_passing_layers);
-  meta.num_message_passing_layers = static_cast<int>(v->number);
-
-  v = root.find(metadata_keys::species);
-  if (!v || !v->is_array() || v->array.empty()) throw missing(metadata_keys::species);
-  for (const auto &s : v->array) {
-    if (!s.is_string() || s.string.empty()) throw missing(metadata_keys::species);
-    meta.species.push_back(s.string);
-  }
-
-  v = root.find(metadata_keys::dtype);
-  if (!v || !v->is_string()) throw missing(metadata_keys::dtype);
-  if (v->string != "float32" && v->string != "float64")
-    throw Error("HIENet model file " + in_quotes(path) + " has dtype \"" + v->string +
-                "\"; only float32 and float64 are supported");
-  meta.dtype = v->string;
-
-  auto optional_string = [&](const char *key) -> std::string {
-    const json::Value *s = root.find(key);
-    return (s && s->is_string()) ? s->string : std::string();
-  };
-  meta.hienet_version = optional_string(metadata_keys::hienet_version);
-  meta.torch_version = optional_string(metadata_keys::torch_version);
-  meta.model_hash = optional_string(metadata_keys::model_hash);
-  return meta;
 }
 
 int resolve_threads(int requested)
@@ -164,9 +85,13 @@ Metadata read_metadata(const std::string &path)
   std::string text;
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
-    if (!reader.hasRecord(std::string("extra/") + metadata_keys::file_name))
-      throw Error("HIENet model file " + in_quotes(path) +
-                  " has no metadata.json: it was not written by hienet-export");
+    if (!reader.hasRecord(std::string("extra/") + metadata_keys::file_name)) {
+      if (reader.hasRecord("constants.pkl"))
+        throw Error("HIENet model file " + in_quotes(path) + " is TorchScript but not written by "
+                    "hienet-export (it has no metadata.json); export a HIENet checkpoint with hienet-export");
+      throw Error("HIENet model file " + in_quotes(path) + " is a torch.save file (a checkpoint?), "
+                  "not written by hienet-export (it has no metadata.json); export it with hienet-export");
+    }
     at::DataPtr data;
     size_t size = 0;
     std::tie(data, size) = reader.getRecord(std::string("extra/") + metadata_keys::file_name);
@@ -192,6 +117,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
 {
   impl_->path = path;
   impl_->meta = read_metadata(path);
+  verify_archive(path, impl_->meta);
   impl_->dtype = impl_->meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->device = pick_device(options);
 

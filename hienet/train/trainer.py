@@ -40,6 +40,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..devices import resolve_device
 from ..graph import keys as K
 from ..model import HIENet, build_model, make_config
 from ..model.forces import evaluate
@@ -65,15 +66,6 @@ _METRIC_COLUMNS = [
 ]
 CSV_COLUMNS = (["epoch", "step", "lr", "time_s"]
                + [f"train_{c}" for c, _ in _METRIC_COLUMNS] + [f"val_{c}" for c, _ in _METRIC_COLUMNS])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__})")
-    return device
 
 
 def git_revision() -> str:
@@ -140,12 +132,6 @@ def set_model_constants(model: HIENet, shift=None, scale=None, conv_denominator=
             for block in model.interactions:
                 block.denominator.fill_(float(conv_denominator))
             model.config["conv_denominator"] = float(conv_denominator)
-
-
-def _atomic_save(path: Path, model: HIENet, train_state: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_checkpoint(tmp, model, train_state)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -458,9 +444,9 @@ class Trainer:
                 state = self._train_state(row)  # live weights, before swapping in the averages
                 with self.ema.averaged(self.model) as averaged:
                     if improved:
-                        _atomic_save(self.out_dir / BEST, averaged,
+                        save_checkpoint(self.out_dir / BEST, averaged,
                                      {"epoch": self.epoch, "metrics": row, "train_config": state["train_config"]})
-                    _atomic_save(self.out_dir / LAST, averaged, state)
+                    save_checkpoint(self.out_dir / LAST, averaged, state)
                 summary = {"loss": f"{train['loss']:.4g}"}
                 if val:
                     summary.update(E=f"{val['energy_mae']:.2f}meV/at", F=f"{val['force_mae']:.1f}meV/Å",

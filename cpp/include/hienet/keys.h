@@ -42,6 +42,7 @@ constexpr const char *species = "species";
 constexpr const char *dtype = "dtype";
 constexpr const char *torch_version = "torch_version";
 constexpr const char *model_hash = "model_hash";
+constexpr const char *archive_digest = "archive_digest";
 
 }    // namespace metadata_keys
 }    // namespace hienet

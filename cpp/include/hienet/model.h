@@ -1,4 +1,4 @@
-// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 1)
+// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 2)
 // and evaluate it on a graph.
 //
 // This header is deliberately free of torch includes (pimpl): LAMMPS bundles fmt 10 and
@@ -29,7 +29,7 @@
 namespace hienet {
 
 // The only exported-file format this build reads.
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 
 // Every failure of the runtime (unreadable file, bad metadata, bad graph, evaluation error)
 // is reported as hienet::Error with a message that names the file or the offending value.
@@ -48,6 +48,7 @@ struct Metadata {
   std::string dtype;                    // "float32" or "float64"
   std::string torch_version;            // torch that wrote the file
   std::string model_hash;
+  std::string archive_digest;           // "sha1:..." of the archive's records, checked on load
   std::string json;                     // the raw metadata.json text
 };
 
@@ -89,7 +90,8 @@ struct Result {
 
 class Model {
  public:
-  // Loads and validates `path`; throws hienet::Error naming the file on any problem.
+  // Loads and validates `path` (metadata, archive digest); throws hienet::Error naming the
+  // file on any problem.
   explicit Model(const std::string &path, const Options &options = Options());
   ~Model();
   Model(Model &&) noexcept;
@@ -120,6 +122,10 @@ class Model {
 
 // Reads and validates only the metadata of an exported file.
 Metadata read_metadata(const std::string &path);
+
+// Recomputes the archive digest of an exported file ("sha1:...", export/FORMAT.md,
+// "Integrity"); Model's constructor checks it against the metadata.
+std::string archive_digest(const std::string &path);
 
 // Version of the torch library this runtime runs on, e.g. "2.13.0".
 std::string torch_version();
