@@ -19,8 +19,11 @@
 #include "update.h"
 #include "utils.h"
 
+#include "hienet/keys.h"
+
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <exception>
 
@@ -479,6 +482,7 @@ void PairHIENet::build_ghost_graph()
 void PairHIENet::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  stop_if_failed_anywhere(nonfinite_position());
 
   if (ghost_mode) build_ghost_graph();
   else build_local_graph();
@@ -499,11 +503,15 @@ void PairHIENet::compute(int eflag, int vflag)
   const hienet::AtomVirial atom_virial = cvflag_atom ? hienet::AtomVirial::Nine
       : vflag_atom                                   ? hienet::AtomVirial::Six
                                                      : hienet::AtomVirial::None;
+  std::string failure;
   try {
     model->evaluate(graph, atom_virial, result);
+  } catch (const hienet::NodeError &e) {
+    failure = node_error_message(e);
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style hienet: {}", e.what());
+    failure = e.what();
   }
+  stop_if_failed_anywhere(failure);
 
   // accumulate (+=) everywhere, so that pair_style hybrid/overlay works
   double **f = atom->f;
@@ -526,6 +534,61 @@ void PairHIENet::compute(int eflag, int vflag)
   if (cvflag_atom)
     for (int n = 0; n < nnodes; n++)
       for (int k = 0; k < 9; k++) cvatom[node_atom[n]][k] += result.atom_virial[9 * n + k];
+}
+
+/* ----------------------------------------------------------------------
+   bad input and model failures, reported with atom IDs. Every rank takes part in
+   stop_if_failed_anywhere(), which turns a failure on any rank into one error->all with the
+   lowest failing rank's message: error->one on several ranks at once races with MPI_Abort,
+   and mpirun then sometimes loses the message.
+------------------------------------------------------------------------- */
+
+std::string PairHIENet::nonfinite_position()
+{
+  const double *const *x = atom->x;
+  for (int i = 0; i < atom->nlocal; i++)    // ghosts are checked by their owners
+    if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2]))
+      return fmt::format("atom {} has a non-finite position ({}, {}, {})", atom->tag[i], x[i][0],
+                         x[i][1], x[i][2]);
+  return {};
+}
+
+std::string PairHIENet::node_error_message(const hienet::NodeError &e)
+{
+  auto id = [&](int64_t node) -> tagint {
+    return (node >= 0 && node < static_cast<int64_t>(node_atom.size())) ? atom->tag[node_atom[node]]
+                                                                        : -1;
+  };
+  switch (e.kind) {
+    case hienet::NodeError::Kind::Coincident:
+      return fmt::format("atoms {} and {} are {:.3g} A apart (< {} A): overlapping atoms, the "
+                         "model is undefined there", id(e.node_i), id(e.node_j), e.distance,
+                         hienet::keys::MIN_ATOM_DISTANCE);
+    case hienet::NodeError::Kind::NonFiniteEdge:
+      return fmt::format("the distance vector between atoms {} and {} is not finite",
+                         id(e.node_i), id(e.node_j));
+    case hienet::NodeError::Kind::NonFiniteOutput:
+      return fmt::format("model {} returned a non-finite energy or force for atom {}", model_path,
+                         id(e.node_i));
+  }
+  return e.what();
+}
+
+void PairHIENet::stop_if_failed_anywhere(const std::string &failure)
+{
+  if (comm->nprocs == 1) {
+    if (!failure.empty()) error->all(FLERR, "pair_style hienet: {}", failure);
+    return;
+  }
+  int mine = failure.empty() ? comm->nprocs : comm->me, first = comm->nprocs;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world);
+  if (first == comm->nprocs) return;
+  std::string message = failure;
+  int length = static_cast<int>(message.size());
+  MPI_Bcast(&length, 1, MPI_INT, first, world);
+  message.resize(length);
+  MPI_Bcast(&message[0], length, MPI_CHAR, first, world);
+  error->all(FLERR, "pair_style hienet (rank {}): {}", first, message);
 }
 
 /* ---------------------------------------------------------------------- */

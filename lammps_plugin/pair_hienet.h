@@ -80,6 +80,9 @@ class PairHIENet : public Pair {
   void build_local_graph();
   void build_ghost_graph();
   void map_ghosts_to_owners();
+  std::string nonfinite_position();
+  std::string node_error_message(const hienet::NodeError &);
+  void stop_if_failed_anywhere(const std::string &failure);
 };
 
 }    // namespace LAMMPS_NS

@@ -92,6 +92,17 @@ def test_non_finite_model_output_names_the_atom():
         energy(HIENetCalculator(model), atoms)
 
 
+def test_non_finite_output_of_an_exported_model(tmp_path):
+    from hienet.deploy import DeployedModel
+    from toy_model import write_toy_model
+
+    broken = write_toy_model(tmp_path / "broken.pt", nan_species="Cl")
+    atoms = Atoms("Na4Cl", positions=[[0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [2.8, 2.8, 0], [30, 0, 0]])
+    with pytest.raises(CalculationFailed, match=f"exported model {broken} returned a non-finite energy "
+                                                r"or force for atom 4 \(Cl\)"):
+        DeployedModel(broken).evaluate(atoms)
+
+
 def test_threshold_is_the_shared_constant():
     assert keys.MIN_ATOM_DISTANCE == 0.1
 

@@ -149,8 +149,10 @@ def test_wrong_forward_names_the_file_and_the_contract(tmp_path, module, returne
 # integrity: a record changed after export is detected by every loader
 # ---------------------------------------------------------------------------------------
 def weight_record(path: Path) -> zipfile.ZipInfo:
+    """The largest tensor record (constants/N of a frozen export, data/N of a scripted module)."""
     with zipfile.ZipFile(path) as archive:
-        return max((i for i in archive.infolist() if "/constants/" in i.filename), key=lambda i: i.file_size)
+        tensors = [i for i in archive.infolist() if i.filename.split("/")[1] in ("constants", "data")]
+        return max(tensors, key=lambda i: i.file_size)
 
 
 def flip_byte_in_place(path: Path, info: zipfile.ZipInfo) -> None:

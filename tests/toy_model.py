@@ -110,15 +110,19 @@ class ToyHIENet(torch.nn.Module):
 def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
                     num_layers: int = TOY_LAYERS, species: List[str] = TOY_SPECIES,
                     seed: int = 0, smooth: bool = True, format_version=2,
-                    metadata_overrides: dict | None = None) -> Path:
+                    metadata_overrides: dict | None = None, nan_species: str | None = None) -> Path:
     """Write a toy model file obeying export/FORMAT.md; returns its path.
 
     `smooth=False` drops the cutoff envelope (energy jumps when a pair crosses the cutoff),
-    for comparison in energy-conservation tests. `format_version` and `metadata_overrides`
-    exist to write deliberately wrong files.
+    for comparison in energy-conservation tests. `format_version`, `metadata_overrides` and
+    `nan_species` (a NaN energy shift for that element: a broken model) exist to write
+    deliberately wrong files.
     """
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     model = ToyHIENet(len(species), cutoff, num_layers, TOY_FEATURES, seed, smooth).to(torch_dtype).eval()
+    if nan_species is not None:
+        with torch.no_grad():
+            model.shift[list(species).index(nan_species)] = float("nan")
     scripted = torch.jit.script(model)
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():

@@ -43,6 +43,38 @@ void check_readable(const std::string &path)
     throw Error("cannot open HIENet model file " + in_quotes(path) + ": " + std::strerror(errno));
 }
 
+// NodeError for an edge shorter than MIN_ATOM_DISTANCE or with a non-finite vector: the model
+// would return NaN there (a zero-length edge has no direction).
+void check_edge_vector(const Graph &g, int64_t e)
+{
+  const double *v = g.edge_vec + 3 * e;
+  const double d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  if (d2 >= keys::MIN_ATOM_DISTANCE * keys::MIN_ATOM_DISTANCE && std::isfinite(d2)) return;
+  const int64_t i = g.edge_src[e], j = g.edge_dst[e];
+  const std::string nodes = "nodes " + std::to_string(i) + " and " + std::to_string(j);
+  if (!std::isfinite(d2))
+    throw NodeError(NodeError::Kind::NonFiniteEdge, i, j, std::nan(""),
+                    "invalid graph: edge " + std::to_string(e) + " between " + nodes +
+                        " has a non-finite vector");
+  std::ostringstream what;
+  what << nodes << " are " << std::sqrt(d2) << " A apart (< " << keys::MIN_ATOM_DISTANCE
+       << " A): overlapping atoms, the model is undefined there";
+  throw NodeError(NodeError::Kind::Coincident, i, j, std::sqrt(d2), what.str());
+}
+
+// NodeError naming the first node whose energy or force is not finite.
+void check_finite_outputs(const Result &r, int64_t N, int64_t n_local)
+{
+  for (int64_t n = 0; n < N; ++n) {
+    const double *f = r.forces.data() + 3 * n;
+    const bool bad_energy = n < n_local && !std::isfinite(r.atom_energy[n]);
+    if (bad_energy || !std::isfinite(f[0]) || !std::isfinite(f[1]) || !std::isfinite(f[2]))
+      throw NodeError(NodeError::Kind::NonFiniteOutput, n, -1, std::nan(""),
+                      "the model returned a non-finite energy or force for node " +
+                          std::to_string(n));
+  }
+}
+
 int resolve_threads(int requested)
 {
   if (requested >= 0) return requested;
@@ -169,11 +201,13 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
       throw Error("invalid graph: node " + std::to_string(n) + " has species index " +
                   std::to_string(g.species[n]) + ", the model has " + std::to_string(nspecies) +
                   " species");
-  for (int64_t e = 0; e < E; ++e)
+  for (int64_t e = 0; e < E; ++e) {
     if (g.edge_src[e] < 0 || g.edge_src[e] >= N || g.edge_dst[e] < 0 || g.edge_dst[e] >= N)
       throw Error("invalid graph: edge " + std::to_string(e) + " = (" +
                   std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
                   ") is outside nodes 0.." + std::to_string(N - 1));
+    check_edge_vector(g, e);
+  }
 
   const int nv = static_cast<int>(atom_virial);
   r.energy = 0.0;
@@ -254,6 +288,7 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
       }
     }
   }
+  check_finite_outputs(r, N, n_local);
   r.virial[0] = W[0];
   r.virial[1] = W[4];
   r.virial[2] = W[8];

@@ -38,6 +38,23 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A bad input or output at particular graph nodes, from evaluate(): two nodes closer than
+// keys::MIN_ATOM_DISTANCE, a non-finite edge vector, or a non-finite energy or force. The
+// message names node indices; callers that know their atoms (pair_style hienet: atom IDs)
+// use the fields to name them their own way.
+class NodeError : public Error {
+ public:
+  enum class Kind { Coincident, NonFiniteEdge, NonFiniteOutput };
+  NodeError(Kind kind, int64_t node_i, int64_t node_j, double distance, const std::string &what) :
+      Error(what), kind(kind), node_i(node_i), node_j(node_j), distance(distance)
+  {
+  }
+  Kind kind;
+  int64_t node_i;     // the node (NonFiniteOutput) or the edge's centre
+  int64_t node_j;     // the edge's neighbour; -1 for NonFiniteOutput
+  double distance;    // |edge_vec| (Coincident), else NaN
+};
+
 // Contents of the archive's `metadata.json` (FORMAT.md, "Metadata").
 struct Metadata {
   int format_version = 0;
@@ -112,7 +129,8 @@ class Model {
   int species_index(const std::string &symbol) const;
 
   // Evaluates the model on `graph` and fills `result` (see the top of this file).
-  // An empty graph (num_nodes == 0) gives zeros without calling the model.
+  // An empty graph (num_nodes == 0) gives zeros without calling the model. Throws NodeError
+  // for coincident nodes, non-finite edge vectors and non-finite energies or forces.
   void evaluate(const Graph &graph, AtomVirial atom_virial, Result &result);
 
  private:
