@@ -45,7 +45,7 @@ from ..graph import keys as K
 from ..model import HIENet, build_model, make_config
 from ..model.forces import evaluate
 from .config import dump_config, resolve_config
-from .dataset import HAS_STRESS, GraphDataset, batches, num_batches, read_structures, split_indices
+from .dataset import HAS_STRESS, INDEX, GraphDataset, batches, num_batches, read_structures, split_indices
 from .ema import ExponentialMovingAverage
 from .loss import ErrorMetrics, WeightedHuberLoss
 from .schedule import cosine_warmup
@@ -132,6 +132,10 @@ def set_model_constants(model: HIENet, shift=None, scale=None, conv_denominator=
             for block in model.interactions:
                 block.denominator.fill_(float(conv_denominator))
             model.config["conv_denominator"] = float(conv_denominator)
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient or weight: training stops before anything is saved."""
 
 
 class Trainer:
@@ -341,9 +345,16 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = self._predict(self.model, batch, create_graph=True)
             total, parts = self.loss_fn(out, batch)
+            if not torch.isfinite(total):
+                raise self._diverged(f"the loss is {float(total.detach())}", batch)
             total.backward()
+            parameters = [p for p in self.model.parameters() if p.grad is not None]
             if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(cfg["grad_clip"]))
+                norm = torch.nn.utils.clip_grad_norm_(parameters, float(cfg["grad_clip"]))
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+            if not torch.isfinite(norm):
+                raise self._diverged(f"the gradient norm is {float(norm)}", batch)
             self.optimizer.step()
             self.scheduler.step()
             self.ema.update(self.model)
@@ -353,6 +364,24 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(total.detach()):.4g}")
         return metrics.result()
+
+    def _diverged(self, what: str, batch) -> TrainingDiverged:
+        names = [self.train_set.names[int(i)] for i in batch[INDEX]]
+        return TrainingDiverged(
+            f"training stopped at epoch {self.epoch}, step {self.step + 1}: {what} (batch: "
+            f"{'; '.join(names)}). Nothing was saved for this epoch: {self.out_dir / LAST} holds "
+            f"epoch {self.epoch - 1}; resume from it with --resume (e.g. with a lower learning rate)"
+        )
+
+    def _check_before_saving(self, model, value: float) -> None:
+        """TrainingDiverged unless the weights about to be saved and the metric are finite."""
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TrainingDiverged(f"training stopped after epoch {self.epoch}: weight {name} is not "
+                                       f"finite; {self.out_dir / LAST} keeps epoch {self.epoch - 1}")
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training stopped after epoch {self.epoch}: the {self._best_key()} "
+                                   f"is {value}; {self.out_dir / LAST} keeps epoch {self.epoch - 1}")
 
     def _best_key(self) -> str:
         return {"loss": "loss", "energy_mae": "energy_mae", "force_mae": "force_mae",
@@ -443,6 +472,8 @@ class Trainer:
                 self._write_metrics(row)
                 state = self._train_state(row)  # live weights, before swapping in the averages
                 with self.ema.averaged(self.model) as averaged:
+                    self._check_before_saving(averaged, value)
+                    self._check_before_saving(self.model, value)  # the live weights go into train_state
                     if improved:
                         save_checkpoint(self.out_dir / BEST, averaged,
                                      {"epoch": self.epoch, "metrics": row, "train_config": state["train_config"]})
