@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import List, Tuple
 
@@ -159,10 +160,9 @@ def archive_digest(archive: bytes) -> str:
             name = info.filename.split("/", 1)[1]
             if name not in ("extra/metadata.json", ".data/serialization_id"):
                 records[name.encode()] = z.read(info)
-    h = hashlib.sha1()
-    for name in sorted(records):
-        h.update(b"%s\0%d\0%s" % (name, len(records[name]), records[name]))
-    return "sha1:" + h.hexdigest()
+    lines = b"".join(b"%s\0%d\0%08x\n" % (name, len(records[name]), zlib.crc32(records[name]))
+                     for name in sorted(records))
+    return "sha1:" + hashlib.sha1(lines).hexdigest()
 
 
 if __name__ == "__main__":

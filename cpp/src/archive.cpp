@@ -1,10 +1,15 @@
-// The archive digest of an exported model file (the Python twin is hienet/integrity.py).
-// SHA-1 because LibTorch ships it (c10/util/hash.h): no new dependency. It detects damage
-// and edits after export; it is not a signature.
+// The archive digest of an exported model file (the Python twin is hienet/integrity.py):
+// SHA-1 over the name, size and CRC-32 of every record. LibTorch ships both (c10/util/hash.h,
+// caffe2/serialize/crc_alt.h, whose functions are defined in the header: include it in this
+// translation unit only), so there is no new dependency. It detects damage and edits after
+// export; it is not a signature.
 #include "archive.h"
 
 #include <c10/util/hash.h>
+#include <caffe2/serialize/crc_alt.h>
 #include <caffe2/serialize/inline_container.h>
+
+#include <cstdio>
 
 #include <algorithm>
 
@@ -17,29 +22,28 @@ bool excluded(const std::string &name)
   return name == "extra/metadata.json" || name == ".data/serialization_id";
 }
 
-// SHA-1 of name, NUL, decimal size, NUL, bytes of every covered record, in name order.
+// SHA-1 over "name NUL size NUL crc32-hex LF" of every covered record, in name order.
 std::string sha1_of_records(const std::string &path)
 {
   caffe2::serialize::PyTorchStreamReader reader(path);
   std::vector<std::string> names = reader.getAllRecords();
   names.erase(std::remove_if(names.begin(), names.end(), excluded), names.end());
   std::sort(names.begin(), names.end());
-  size_t total = 0;
-  for (const auto &name : names) total += name.size() + 24 + reader.getRecordSize(name);
-  // c10::sha1 hashes one string: the records are concatenated (one copy of the model)
-  std::string message;
-  message.reserve(total);
+  std::string lines;
   for (const auto &name : names) {
     at::DataPtr data;
     size_t size = 0;
     std::tie(data, size) = reader.getRecord(name);
-    message += name;
-    message += '\0';
-    message += std::to_string(size);
-    message += '\0';
-    message.append(static_cast<const char *>(data.get()), size);
+    char crc[9];
+    std::snprintf(crc, sizeof crc, "%08x", crc32_fast(data.get(), size, 0));
+    lines += name;
+    lines += '\0';
+    lines += std::to_string(size);
+    lines += '\0';
+    lines += crc;
+    lines += '\n';
   }
-  return "sha1:" + c10::sha1(message).str();
+  return "sha1:" + c10::sha1(lines).str();
 }
 
 }    // namespace
