@@ -14,7 +14,6 @@ CI always runs the same examples.
 """
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 from hypothesis import HealthCheck, assume, given, settings
