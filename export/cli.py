@@ -55,7 +55,10 @@ def main(argv=None) -> int:
                              "export takes checkpoints (.pth): ours, official HIENet ones or a bundled name")
         model = load_model(source, dtype=torch.float64)
         n_params = sum(p.numel() for p in model.parameters())
-        meta = export_model(model, args.output, dtype=args.dtype, device=args.device)
+        try:
+            meta = export_model(model, args.output, dtype=args.dtype, device=args.device)
+        except ValueError as err:  # e.g. non-finite weights: name the checkpoint
+            raise ValueError(f"{source}: {err}") from None
     except (OSError, ValueError, KeyError, NotImplementedError, RuntimeError) as err:
         print(f"hienet-export: error: {err}", file=sys.stderr)
         return 1

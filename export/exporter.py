@@ -50,6 +50,9 @@ def export_model(model: HIENet, path, dtype: str = "float64", device: str = "cpu
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     check_writable_file(path, "output file")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"the model's {name} has non-finite values: refusing to export a broken model")
     digest = model_hash(model)
     model = model.to(dtype=_DTYPES[dtype], device=device).eval()
     for p in model.parameters():

@@ -92,6 +92,17 @@ def test_output_is_a_directory(tmp_path):
         export_model(make_model("tiny"), tmp_path)
 
 
+def test_model_with_non_finite_weights_is_not_exported(tmp_path):
+    model = make_model("tiny")
+    with torch.no_grad():
+        model.shift[1] = float("nan")
+    path = tmp_path / "broken.pth"
+    save_checkpoint(path, model)
+    out = export_cli(path, "-o", tmp_path / "broken.pt")
+    assert out.returncode == 1 and not (tmp_path / "broken.pt").exists()
+    assert f"{path}: the model's shift has non-finite values: refusing to export a broken model" in out.stderr
+
+
 def test_no_cuda_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for make in (lambda: HIENetCalculator("si-demo", device="cuda"),
