@@ -31,8 +31,22 @@ CHECKPOINT = Path(bundled_model_path("si-demo"))
 EXPORTED = Path(bundled_model_path("si-demo", exported=True))
 
 
-def export_cli(*args):
-    return subprocess.run(EXPORT + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+def export_cli(*args, subprocess_run=False):
+    """hienet-export's exit code and stderr (in-process unless subprocess_run: torch's import
+    costs seconds per process; an uncaught exception fails the test either way)."""
+    argv = [str(a) for a in args]
+    if subprocess_run:
+        return subprocess.run(EXPORT + argv, capture_output=True, text=True, timeout=300)
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from hienet.export.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return SimpleNamespace(returncode=code, stderr=err.getvalue())
 
 
 def silicon():
@@ -85,7 +99,7 @@ def test_exported_file_given_to_export(tmp_path):
 
 
 def test_output_is_a_directory(tmp_path):
-    out = export_cli("si-demo", "-o", tmp_path)
+    out = export_cli("si-demo", "-o", tmp_path, subprocess_run=True)  # the console script end to end
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"-o {tmp_path} is a directory; give a file name, e.g. {tmp_path / 'model.pt'}" in out.stderr
     with pytest.raises(IsADirectoryError, match=f"output file {tmp_path} is a directory"):

@@ -1,4 +1,5 @@
-// HIENet runtime implementation: the only translation unit that includes torch.
+// HIENet runtime implementation. With archive.cpp, the only translation units that include
+// torch (metadata.cpp reads JSON without it).
 #include "hienet/model.h"
 
 #include "archive.h"
