@@ -40,18 +40,26 @@ def main(argv=None) -> int:
     import torch
 
     from hienet.calculator import resolve_model_path
-    from hienet.checkpoint import load_model
+    from hienet.checkpoint import EXPORTED, _require_file, file_kind, load_model
+    from hienet.files import check_writable_file
 
     from .exporter import export_model
 
     try:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda requested but no CUDA device is available")
+        check_writable_file(args.output, "-o")
         source = resolve_model_path(args.checkpoint)
+        if file_kind(_require_file(source)) == EXPORTED:
+            raise ValueError(f"{source} is already an exported model (written by hienet-export); "
+                             "export takes checkpoints (.pth): ours, official HIENet ones or a bundled name")
         model = load_model(source, dtype=torch.float64)
         n_params = sum(p.numel() for p in model.parameters())
-        meta = export_model(model, args.output, dtype=args.dtype, device=args.device)
-    except (FileNotFoundError, ValueError, KeyError, NotImplementedError, RuntimeError) as err:
+        try:
+            meta = export_model(model, args.output, dtype=args.dtype, device=args.device)
+        except ValueError as err:  # e.g. non-finite weights: name the checkpoint
+            raise ValueError(f"{source}: {err}") from None
+    except (OSError, ValueError, KeyError, NotImplementedError, RuntimeError) as err:
         print(f"hienet-export: error: {err}", file=sys.stderr)
         return 1
     size = Path(args.output).stat().st_size

@@ -1,7 +1,7 @@
 """Export a HIENet checkpoint to a self-contained TorchScript file with metadata."""
 import hashlib
+import io
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
@@ -9,6 +9,8 @@ from e3nn import o3
 from e3nn.util.jit import script
 
 from hienet._version import __version__
+from hienet.files import atomic_write, check_writable_file
+from hienet.integrity import DIGEST_KEY, archive_digest
 from hienet.model import HIENet
 
 from .deployable import DeployableHIENet
@@ -56,6 +58,10 @@ def export_model(model: HIENet, path, dtype: str = "float64", device: str = "cpu
     """Script, freeze and save `model` to `path`; return the metadata written."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    check_writable_file(path, "output file")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"the model's {name} has non-finite values: refusing to export a broken model")
     digest = model_hash(model)
     model = model.to(dtype=_DTYPES[dtype], device=device).eval()
     for p in model.parameters():
@@ -63,6 +69,14 @@ def export_model(model: HIENet, path, dtype: str = "float64", device: str = "cpu
     scripted = script(DeployableHIENet(model).eval())
     frozen = torch.jit.freeze(scripted, preserved_attrs=STAGE_METHODS)
     meta = metadata(model, dtype, digest)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(frozen, str(path), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    # The digest of the records is known only after saving: save once to memory, then again
+    # with the metadata (torch.jit.save writes the same records again, checked below).
+    draft = io.BytesIO()
+    torch.jit.save(frozen, draft)
+    meta[DIGEST_KEY] = archive_digest(draft.getvalue())
+    with atomic_write(path, "output file") as tmp:  # never a half-written model file
+        torch.jit.save(frozen, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+        if archive_digest(tmp) != meta[DIGEST_KEY]:
+            raise RuntimeError("torch.jit.save wrote different records on a second save; "
+                               "cannot compute the archive digest")
     return meta

@@ -1,26 +1,15 @@
 """ASE calculator for HIENet models (checkpoints, official checkpoints, exported files)."""
-from typing import List, Union
+from typing import Union
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from .ase_convert import results_from_outputs, species_indices
+from .devices import resolve_device
 from .graph import graph_of_atoms
-from .graph import keys as K
 from .model.forces import evaluate
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def species_indices(symbols: List[str], model_species: List[str], source: str = "the model"):
-    """Map chemical symbols to the model's species indices, naming any element it lacks."""
-    index = {s: i for i, s in enumerate(model_species)}
-    missing = sorted(set(symbols) - set(index))
-    if missing:
-        raise ValueError(
-            f"element(s) {', '.join(missing)} not in {source}; it knows {', '.join(model_species)}"
-        )
-    return np.fromiter((index[s] for s in symbols), dtype=np.int64, count=len(symbols))
 
 
 def resolve_model_path(model: str) -> str:
@@ -37,7 +26,8 @@ class HIENetCalculator(Calculator):
     ----------
     model: path to our checkpoint, an official HIENet checkpoint, a file written by
         `hienet-export`, a bundled model name (`si-demo`), or a `HIENet` module.
-    device: 'cpu', 'cuda' or a torch.device.
+    device: 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device (an error if CUDA is asked for
+        and torch sees no GPU).
     dtype: 'float32' or 'float64' (ignored for exported files, which fix their dtype).
 
     Stress (ASE sign, Voigt xx yy zz yz xz xy) is reported when the cell has a volume, also for
@@ -56,15 +46,17 @@ class HIENetCalculator(Calculator):
         super().__init__(**kwargs)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
         self.deployed = None
         if isinstance(model, torch.nn.Module):
             self.model = model.to(dtype=self.dtype, device=self.device).eval()
+            self.source = f"the {type(model).__name__} module"
         else:
             from .checkpoint import is_exported_model, load_model, _require_file
 
             path = _require_file(resolve_model_path(str(model)))
+            self.source = f"model {path}"
             if is_exported_model(path):
                 from .deploy import DeployedModel
 
@@ -85,37 +77,15 @@ class HIENetCalculator(Calculator):
             self.results.update(self.deployed.evaluate(self.atoms))
             return
         atoms = self.atoms
-        species = species_indices(atoms.get_chemical_symbols(), self.species)
+        species = species_indices(atoms.get_chemical_symbols(), self.species, self.source)
         graph = graph_of_atoms(atoms, self.cutoff)
         as_tensor = lambda a, dt: torch.as_tensor(a, dtype=dt, device=self.device)  # noqa: E731
-        volume = abs(atoms.cell.volume)
         out = evaluate(
             self.model,
             as_tensor(species, torch.long),
             as_tensor(graph.edge_index, torch.long),
             as_tensor(graph.edge_vec, self.dtype),
         )
-        self.results.update(results_from_outputs(out, volume))
+        self.results.update(results_from_outputs(out, abs(atoms.cell.volume),
+                                                 atoms.get_chemical_symbols(), self.source))
 
-
-def results_from_outputs(out, volume: float) -> dict:
-    """ASE results from model outputs (double precision, Voigt stress when V > 0)."""
-    energies = out[K.ATOM_ENERGY].detach().double().cpu().numpy()
-    energy = float(energies.sum())
-    results = {
-        "energy": energy,
-        "free_energy": energy,
-        "energies": energies,
-        "forces": out[K.FORCES].detach().double().cpu().numpy(),
-    }
-    if volume > 0:
-        sigma = -out[K.VIRIAL][0].detach().double().cpu().numpy() / volume
-        results["stress"] = voigt(0.5 * (sigma + sigma.T))
-    return results
-
-
-def voigt(tensor: np.ndarray) -> np.ndarray:
-    """3×3 → ASE Voigt order [xx, yy, zz, yz, xz, xy]."""
-    return np.array(
-        [tensor[0, 0], tensor[1, 1], tensor[2, 2], tensor[1, 2], tensor[0, 2], tensor[0, 1]]
-    )

@@ -20,7 +20,10 @@
 #include "update.h"
 #include "utils.h"
 
+#include "hienet/keys.h"
+
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 
@@ -277,24 +280,10 @@ void PairHIENet::init_style()
                    "here); use graph auto, exchange or ghost", nprocs);
       mode = HIENetGraph::Mode::Local;
       break;
-    case GraphRequest::Exchange:
-      if (!model->supports_exchange())
-        error->all(FLERR, "pair_style hienet graph exchange: model file {} is format version "
-                   "{}, which lacks the stage metadata (exchange_widths) of layer-by-layer "
-                   "evaluation; re-export it with hienet-export, or use graph ghost",
-                   model_path, model->metadata().format_version);
-      mode = HIENetGraph::Mode::Exchange;
-      break;
+    case GraphRequest::Exchange: mode = HIENetGraph::Mode::Exchange; break;
     case GraphRequest::Ghost: mode = HIENetGraph::Mode::Ghost; break;
     case GraphRequest::Auto:
-      mode = nprocs == 1                   ? HIENetGraph::Mode::Local
-          : model->supports_exchange() ? HIENetGraph::Mode::Exchange
-                                       : HIENetGraph::Mode::Ghost;
-      if (nprocs > 1 && !model->supports_exchange() && comm->me == 0)
-        error->warning(FLERR, "HIENet model {} is format version {}: on several MPI ranks it "
-                       "runs in graph ghost mode (a layers x cutoff ghost shell); re-export it "
-                       "with hienet-export for graph exchange", model_path,
-                       model->metadata().format_version);
+      mode = nprocs == 1 ? HIENetGraph::Mode::Local : HIENetGraph::Mode::Exchange;
       break;
   }
   const bool ghosts_are_nodes = mode != HIENetGraph::Mode::Local;
@@ -347,7 +336,7 @@ void PairHIENet::init_style()
 void PairHIENet::set_comm_sizes()
 {
   int size = 0;
-  if (model && model->supports_exchange())
+  if (model)
     size = HIENetExchange::max_slots(model->metadata().exchange_widths,
                                      model->dtype() == "float32" ? hienet::RowType::Float32
                                                                  : hienet::RowType::Float64);
@@ -369,6 +358,7 @@ double PairHIENet::init_one(int i, int j)
 void PairHIENet::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  stop_if_failed_anywhere(nonfinite_position());
 
   graph.build(mode, list, type_species, model->cutoff() * units.length,
               model->num_message_passing_layers());
@@ -380,6 +370,17 @@ void PairHIENet::compute(int eflag, int vflag)
   const hienet::AtomVirial atom_virial = cvflag_atom ? hienet::AtomVirial::Nine
       : vflag_atom                                   ? hienet::AtomVirial::Six
                                                      : hienet::AtomVirial::None;
+  // Every rank must reach the exchanges of graph exchange, so a bad graph on any rank
+  // stops all of them before the evaluation starts (and a bad result after it).
+  std::string failure;
+  try {
+    model->validate(graph.graph());
+  } catch (const hienet::NodeError &e) {
+    failure = node_error_message(e);
+  } catch (const std::exception &e) {
+    failure = e.what();
+  }
+  stop_if_failed_anywhere(failure);
   try {
     if (mode == HIENetGraph::Mode::Exchange) {
       exchange.set_atom_nodes(&graph.atom_nodes());
@@ -387,9 +388,12 @@ void PairHIENet::compute(int eflag, int vflag)
     } else {
       model->evaluate(graph.graph(), atom_virial, result);
     }
+  } catch (const hienet::NodeError &e) {
+    failure = node_error_message(e);
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style hienet: {}", e.what());
+    failure = e.what();
   }
+  stop_if_failed_anywhere(failure);
   hienet_lammps::result_to_lammps_units(result, units);
 
   // accumulate (+=) everywhere, so that pair_style hybrid/overlay works
@@ -413,6 +417,62 @@ void PairHIENet::compute(int eflag, int vflag)
   if (cvflag_atom)
     for (int n = 0; n < nnodes; n++)
       for (int k = 0; k < 9; k++) cvatom[node_atom[n]][k] += result.atom_virial[9 * n + k];
+}
+
+/* ----------------------------------------------------------------------
+   bad input and model failures, reported with atom IDs. Every rank takes part in
+   stop_if_failed_anywhere(), which turns a failure on any rank into one error->all with the
+   lowest failing rank's message: error->one on several ranks at once races with MPI_Abort,
+   and mpirun then sometimes loses the message.
+------------------------------------------------------------------------- */
+
+std::string PairHIENet::nonfinite_position()
+{
+  const double *const *x = atom->x;
+  for (int i = 0; i < atom->nlocal; i++)    // ghosts are checked by their owners
+    if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2]))
+      return fmt::format("atom {} has a non-finite position ({}, {}, {})", atom->tag[i], x[i][0],
+                         x[i][1], x[i][2]);
+  return {};
+}
+
+std::string PairHIENet::node_error_message(const hienet::NodeError &e)
+{
+  auto id = [&](int64_t node) -> tagint {
+    const std::vector<int> &node_atom = graph.nodes();
+    return (node >= 0 && node < static_cast<int64_t>(node_atom.size())) ? atom->tag[node_atom[node]]
+                                                                        : -1;
+  };
+  switch (e.kind) {
+    case hienet::NodeError::Kind::Coincident:
+      return fmt::format("atoms {} and {} are {:.3g} A apart (< {} A): overlapping atoms, the "
+                         "model is undefined there", id(e.node_i), id(e.node_j), e.distance,
+                         hienet::keys::MIN_ATOM_DISTANCE);
+    case hienet::NodeError::Kind::NonFiniteEdge:
+      return fmt::format("the distance vector between atoms {} and {} is not finite",
+                         id(e.node_i), id(e.node_j));
+    case hienet::NodeError::Kind::NonFiniteOutput:
+      return fmt::format("model {} returned a non-finite energy or force for atom {}", model_path,
+                         id(e.node_i));
+  }
+  return e.what();
+}
+
+void PairHIENet::stop_if_failed_anywhere(const std::string &failure)
+{
+  if (comm->nprocs == 1) {
+    if (!failure.empty()) error->all(FLERR, "pair_style hienet: {}", failure);
+    return;
+  }
+  int mine = failure.empty() ? comm->nprocs : comm->me, first = comm->nprocs;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world);
+  if (first == comm->nprocs) return;
+  std::string message = failure;
+  int length = static_cast<int>(message.size());
+  MPI_Bcast(&length, 1, MPI_INT, first, world);
+  message.resize(length);
+  MPI_Bcast(&message[0], length, MPI_CHAR, first, world);
+  error->all(FLERR, "pair_style hienet (rank {}): {}", first, message);
 }
 
 /* ---------------------------------------------------------------------- */

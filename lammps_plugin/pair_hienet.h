@@ -91,6 +91,9 @@ class PairHIENet : public Pair {
   void load_model();
   void set_comm_sizes();
   void report_graph_sizes();
+  std::string nonfinite_position();
+  std::string node_error_message(const hienet::NodeError &);
+  void stop_if_failed_anywhere(const std::string &failure);
 };
 
 }    // namespace LAMMPS_NS

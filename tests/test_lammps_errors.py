@@ -66,7 +66,7 @@ def test_unsupported_units(model, tmp_path):
 def test_unknown_format_version(tmp_path):
     future = write_toy_model(tmp_path / "future.pt", format_version=7)
     message = lammps_error(tmp_path, model=future)
-    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 1 to 2); "
+    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 2); "
             "re-export with hienet-export") in message
 
 
@@ -119,12 +119,11 @@ def test_comm_mode_multi_on_several_ranks(model, tmp_path):
     assert "with graph ghost needs 'comm_modify mode single' (it sets the ghost cutoff itself)" in message
 
 
-def test_graph_exchange_needs_format_version_2(tmp_path):
+def test_format_version_1_file_is_refused_on_several_ranks(tmp_path):
     old = write_toy_model(tmp_path / "v1.pt", format_version=1)
-    message = lammps_error(tmp_path, model=old, pair_style_args="graph exchange")
-    assert (f"pair_style hienet graph exchange: model file {old} is format version 1, which lacks "
-            "the stage metadata (exchange_widths) of layer-by-layer evaluation; re-export it with "
-            "hienet-export, or use graph ghost") in message
+    message = lammps_error(tmp_path, nprocs=2, model=old)
+    assert (f"unsupported HIENet model format version 1 in {old} (this build reads 2); "
+            "re-export with hienet-export") in message
 
 
 def test_unknown_graph_mode(model, tmp_path):

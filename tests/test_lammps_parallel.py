@@ -134,15 +134,3 @@ def test_graph_ghost_on_several_ranks_matches_serial(model, serial, tmp_path):
     assert output.count("pair_style hienet: graph ghost") == len(results) == len(GHOST_CASES)
     for name, result in results.items():
         assert_same(result, serial[name], f"{name} in graph ghost on 2 ranks")
-
-
-def test_format_version_1_file_falls_back_to_graph_ghost(serial, tmp_path):
-    """A file of today's format version 1 still runs on several ranks, in graph ghost mode,
-    with a warning that says to re-export."""
-    old = write_toy_model(tmp_path / "v1.pt", format_version=1)
-    system = SYSTEMS["triclinic"]
-    output = run_lammps(lammps_script(tmp_path, old, system), tmp_path, nprocs=2)
-    assert "is format version 1: on several MPI ranks it runs in graph ghost mode" in output
-    assert "re-export it with hienet-export for graph exchange" in output
-    assert "pair_style hienet: graph ghost" in output
-    assert_same(read_results(tmp_path).in_order_of(system.ids), serial["triclinic"], "v1 file")

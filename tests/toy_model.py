@@ -27,7 +27,10 @@ so NVE runs conserve energy (`smooth=False` drops it, for comparison).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import List, Tuple
 
@@ -167,15 +170,19 @@ class ToyHIENet(torch.nn.Module):
 def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
                     num_layers: int = TOY_LAYERS, species: List[str] = TOY_SPECIES,
                     seed: int = 0, smooth: bool = True, format_version=2,
-                    metadata_overrides: dict | None = None) -> Path:
+                    metadata_overrides: dict | None = None, nan_species: str | None = None) -> Path:
     """Write a toy model file obeying export/FORMAT.md; returns its path.
 
     `smooth=False` drops the cutoff envelope (energy jumps when a pair crosses the cutoff),
-    for comparison in energy-conservation tests. `format_version` and `metadata_overrides`
-    exist to write deliberately wrong files.
+    for comparison in energy-conservation tests. `format_version`, `metadata_overrides` and
+    `nan_species` (a NaN energy shift for that element: a broken model) exist to write
+    deliberately wrong files.
     """
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     model = ToyHIENet(len(species), cutoff, num_layers, TOY_FEATURES, seed, smooth).to(torch_dtype).eval()
+    if nan_species is not None:
+        with torch.no_grad():
+            model.shift[list(species).index(nan_species)] = float("nan")
     scripted = torch.jit.script(model)
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
@@ -196,10 +203,26 @@ def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
         "units": {"energy": "eV", "length": "Å"},
         "config": config,
     }
+    draft = io.BytesIO()
+    torch.jit.save(scripted, draft)
+    metadata["archive_digest"] = archive_digest(draft.getvalue())
     metadata.update(metadata_overrides or {})
     path = Path(path)
     scripted.save(str(path), _extra_files={"metadata.json": json.dumps(metadata)})
     return path
+
+
+def archive_digest(archive: bytes) -> str:
+    """FORMAT.md's archive digest, written from its text (independent of hienet.integrity)."""
+    records = {}
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        for info in z.infolist():
+            name = info.filename.split("/", 1)[1]
+            if name not in ("extra/metadata.json", ".data/serialization_id"):
+                records[name.encode()] = z.read(info)
+    lines = b"".join(b"%s\0%d\0%08x\n" % (name, len(records[name]), zlib.crc32(records[name]))
+                     for name in sorted(records))
+    return "sha1:" + hashlib.sha1(lines).hexdigest()
 
 
 if __name__ == "__main__":

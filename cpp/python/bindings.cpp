@@ -130,7 +130,6 @@ PYBIND11_MODULE(_runtime, m)
 {
   m.doc() = "HIENet C++ runtime (the evaluator behind pair_style hienet).";
   m.attr("FORMAT_VERSION") = hienet::kFormatVersion;
-  m.attr("OLDEST_FORMAT_VERSION") = hienet::kOldestFormatVersion;
   m.def("torch_version", &hienet::torch_version, "torch version the runtime was built against");
 
   // hienet.Error -> hienet._runtime.ModelError, a RuntimeError
@@ -143,13 +142,16 @@ PYBIND11_MODULE(_runtime, m)
       },
       py::arg("path"), "Validated metadata.json of an exported model file, as a dict.");
 
+  m.def("archive_digest", &hienet::archive_digest, py::arg("path"),
+        "Recompute the archive digest of an exported file (export/FORMAT.md, Integrity).");
+
   py::class_<hienet::Model>(m, "Model", R"doc(
 An exported HIENet model loaded by the C++ runtime.
 
 Parameters
 ----------
 path : str
-    File written by hienet-export (export/FORMAT.md, format version 1 or 2).
+    File written by hienet-export (export/FORMAT.md, format version 2).
 device : {"auto", "cpu", "cuda"}
     "auto" uses CUDA when torch sees a GPU.
 local_rank : int
@@ -181,7 +183,6 @@ num_threads : int
                                return py::module_::import("json").attr("loads")(
                                    model.metadata().json);
                              })
-      .def_property_readonly("supports_exchange", &hienet::Model::supports_exchange)
       .def("evaluate_exchange", &evaluate_exchange, py::arg("species"), py::arg("edge_index"),
            py::arg("edge_vec"), py::arg("n_local"), py::arg("owner"), py::arg("atom_virial") = 0,
            R"doc(

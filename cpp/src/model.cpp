@@ -1,8 +1,10 @@
-// HIENet runtime implementation: the only translation unit that includes torch.
+// HIENet runtime implementation. With archive.cpp, the only translation units that include
+// torch (metadata.cpp reads JSON without it).
 #include "hienet/model.h"
 
+#include "archive.h"
 #include "hienet/keys.h"
-#include "json.h"
+#include "metadata.h"
 #include "staged.h"
 
 #include <ATen/Parallel.h>
@@ -43,96 +45,36 @@ void check_readable(const std::string &path)
     throw Error("cannot open HIENet model file " + in_quotes(path) + ": " + std::strerror(errno));
 }
 
-std::string json_repr(const json::Value &v)
+// NodeError for an edge shorter than MIN_ATOM_DISTANCE or with a non-finite vector: the model
+// would return NaN there (a zero-length edge has no direction).
+void check_edge_vector(const Graph &g, int64_t e)
 {
-  switch (v.type) {
-    case json::Value::Type::Null: return "null";
-    case json::Value::Type::Bool: return v.boolean ? "true" : "false";
-    case json::Value::Type::Number: {
-      std::ostringstream out;
-      out << v.number;
-      return out.str();
-    }
-    case json::Value::Type::String: return "\"" + v.string + "\"";
-    case json::Value::Type::Array: return "[...]";
-    case json::Value::Type::Object: return "{...}";
-  }
-  return "?";
+  const double *v = g.edge_vec + 3 * e;
+  const double d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  if (d2 >= keys::MIN_ATOM_DISTANCE * keys::MIN_ATOM_DISTANCE && std::isfinite(d2)) return;
+  const int64_t i = g.edge_src[e], j = g.edge_dst[e];
+  const std::string nodes = "nodes " + std::to_string(i) + " and " + std::to_string(j);
+  if (!std::isfinite(d2))
+    throw NodeError(NodeError::Kind::NonFiniteEdge, i, j, std::nan(""),
+                    "invalid graph: edge " + std::to_string(e) + " between " + nodes +
+                        " has a non-finite vector");
+  std::ostringstream what;
+  what << nodes << " are " << std::sqrt(d2) << " A apart (< " << keys::MIN_ATOM_DISTANCE
+       << " A): overlapping atoms, the model is undefined there";
+  throw NodeError(NodeError::Kind::Coincident, i, j, std::sqrt(d2), what.str());
 }
 
-Metadata parse_metadata(const std::string &text, const std::string &path)
+// NodeError naming the first node whose energy or force is not finite.
+void check_finite_outputs(const Result &r, int64_t N, int64_t n_local)
 {
-  json::Value root;
-  try {
-    root = json::parse(text);
-  } catch (const std::exception &e) {
-    throw Error("corrupt metadata.json in HIENet model file " + in_quotes(path) + " (" + e.what() +
-                "); re-export it with hienet-export");
+  for (int64_t n = 0; n < N; ++n) {
+    const double *f = r.forces.data() + 3 * n;
+    const bool bad_energy = n < n_local && !std::isfinite(r.atom_energy[n]);
+    if (bad_energy || !std::isfinite(f[0]) || !std::isfinite(f[1]) || !std::isfinite(f[2]))
+      throw NodeError(NodeError::Kind::NonFiniteOutput, n, -1, std::nan(""),
+                      "the model returned a non-finite energy or force for node " +
+                          std::to_string(n));
   }
-  if (!root.is_object())
-    throw Error("metadata.json in HIENet model file " + in_quotes(path) + " is not a JSON object");
-
-  auto missing = [&](const char *key) {
-    return Error("metadata.json in HIENet model file " + in_quotes(path) + " has no valid '" + key +
-                 "' entry; re-export it with hienet-export");
-  };
-
-  Metadata meta;
-  meta.json = text;
-
-  // The version comes first: a future format may change every other key.
-  const json::Value *v = root.find(metadata_keys::format_version);
-  if (!v) throw missing(metadata_keys::format_version);
-  if (!v->is_number() || v->number != std::floor(v->number) ||
-      v->number < kOldestFormatVersion || v->number > kFormatVersion)
-    throw Error("unsupported HIENet model format version " + json_repr(*v) + " in " + path +
-                " (this build reads " + std::to_string(kOldestFormatVersion) + " to " +
-                std::to_string(kFormatVersion) + "); re-export with hienet-export");
-  meta.format_version = static_cast<int>(v->number);
-
-  v = root.find(metadata_keys::cutoff);
-  if (!v || !v->is_number() || !(v->number > 0.0) || !std::isfinite(v->number))
-    throw missing(metadata_keys::cutoff);
-  meta.cutoff = v->number;
-
-  v = root.find(metadata_keys::num_message_passing_layers);
-  if (!v || !v->is_number() || v->number < 0 || v->number != std::floor(v->number))
-    throw missing(metadata_keys::num_message_passing_layers);
-  meta.num_message_passing_layers = static_cast<int>(v->number);
-
-  v = root.find(metadata_keys::species);
-  if (!v || !v->is_array() || v->array.empty()) throw missing(metadata_keys::species);
-  for (const auto &s : v->array) {
-    if (!s.is_string() || s.string.empty()) throw missing(metadata_keys::species);
-    meta.species.push_back(s.string);
-  }
-
-  v = root.find(metadata_keys::dtype);
-  if (!v || !v->is_string()) throw missing(metadata_keys::dtype);
-  if (v->string != "float32" && v->string != "float64")
-    throw Error("HIENet model file " + in_quotes(path) + " has dtype \"" + v->string +
-                "\"; only float32 and float64 are supported");
-  meta.dtype = v->string;
-
-  auto optional_string = [&](const char *key) -> std::string {
-    const json::Value *s = root.find(key);
-    return (s && s->is_string()) ? s->string : std::string();
-  };
-  meta.hienet_version = optional_string(metadata_keys::hienet_version);
-  meta.torch_version = optional_string(metadata_keys::torch_version);
-  meta.model_hash = optional_string(metadata_keys::model_hash);
-
-  // version 2: the feature widths exchanged between layers, one per equivariant block
-  if (meta.format_version >= 2) {
-    v = root.find(metadata_keys::exchange_widths);
-    if (!v || !v->is_array()) throw missing(metadata_keys::exchange_widths);
-    for (const auto &w : v->array) {
-      if (!w.is_number() || !(w.number >= 1) || w.number != std::floor(w.number) || w.number > 1e6)
-        throw missing(metadata_keys::exchange_widths);
-      meta.exchange_widths.push_back(static_cast<int>(w.number));
-    }
-  }
-  return meta;
 }
 
 int resolve_threads(int requested)
@@ -177,9 +119,13 @@ Metadata read_metadata(const std::string &path)
   std::string text;
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
-    if (!reader.hasRecord(std::string("extra/") + metadata_keys::file_name))
-      throw Error("HIENet model file " + in_quotes(path) +
-                  " has no metadata.json: it was not written by hienet-export");
+    if (!reader.hasRecord(std::string("extra/") + metadata_keys::file_name)) {
+      if (reader.hasRecord("constants.pkl"))
+        throw Error("HIENet model file " + in_quotes(path) + " is TorchScript but not written by "
+                    "hienet-export (it has no metadata.json); export a HIENet checkpoint with hienet-export");
+      throw Error("HIENet model file " + in_quotes(path) + " is a torch.save file (a checkpoint?), "
+                  "not written by hienet-export (it has no metadata.json); export it with hienet-export");
+    }
     at::DataPtr data;
     size_t size = 0;
     std::tie(data, size) = reader.getRecord(std::string("extra/") + metadata_keys::file_name);
@@ -205,6 +151,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
 {
   impl_->path = path;
   impl_->meta = read_metadata(path);
+  verify_archive(path, impl_->meta);
   impl_->dtype = impl_->meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->device = pick_device(options);
 
@@ -221,7 +168,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   impl_->module.eval();
   if (!impl_->module.find_method("forward"))
     throw Error("HIENet model file " + in_quotes(path) + " has no forward() method");
-  if (impl_->meta.format_version >= 2) check_stage_methods(impl_->module, path);
+  check_stage_methods(impl_->module, path);
 }
 
 Model::~Model() = default;
@@ -258,11 +205,13 @@ void check_graph(const Graph &g, int64_t nspecies)
       throw Error("invalid graph: node " + std::to_string(n) + " has species index " +
                   std::to_string(g.species[n]) + ", the model has " + std::to_string(nspecies) +
                   " species");
-  for (int64_t e = 0; e < E; ++e)
+  for (int64_t e = 0; e < E; ++e) {
     if (g.edge_src[e] < 0 || g.edge_src[e] >= N || g.edge_dst[e] < 0 || g.edge_dst[e] >= N)
       throw Error("invalid graph: edge " + std::to_string(e) + " = (" +
                   std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
                   ") is outside nodes 0.." + std::to_string(N - 1));
+    check_edge_vector(g, e);
+  }
 }
 
 void reset_result(const Graph &g, int nv, Result &r)
@@ -329,6 +278,7 @@ void add_edge_results(const Graph &g, const double *grad, int nv, Result &r)
       }
     }
   }
+  check_finite_outputs(r, g.num_nodes, g.n_local);
   r.virial[0] = W[0];
   r.virial[1] = W[4];
   r.virial[2] = W[8];
@@ -338,6 +288,11 @@ void add_edge_results(const Graph &g, const double *grad, int nv, Result &r)
 }
 
 }    // namespace
+
+void Model::validate(const Graph &g) const
+{
+  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
+}
 
 void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
 {
@@ -377,19 +332,9 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
   add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
 }
 
-bool Model::supports_exchange() const
-{
-  return impl_->meta.format_version >= 2;
-}
-
 void Model::evaluate_exchange(const Graph &g, FeatureExchange &exchange, AtomVirial atom_virial,
                               Result &r)
 {
-  if (!supports_exchange())
-    throw Error("HIENet model file " + in_quotes(impl_->path) + " is format version " +
-                std::to_string(impl_->meta.format_version) +
-                ", which lacks the stage metadata of layer-by-layer evaluation; re-export it "
-                "with hienet-export");
   const int64_t n_local = g.n_local;
   check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
   for (int64_t e = 0; e < g.num_edges; ++e)

@@ -18,7 +18,8 @@ from typing import Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..calculator import HIENetCalculator, species_indices, voigt
+from ..ase_convert import species_indices, voigt
+from ..calculator import HIENetCalculator
 from ..graph import graph_of_atoms
 from ..graph import keys as K
 from ..model.forces import evaluate, forces_from_edge_gradient, virial_from_edge_gradient

@@ -3,6 +3,8 @@
 One vocabulary for the graph builder, the model, the calculator, the trainer and the
 exported file (the C++ runtime mirrors these names in `cpp/include/hienet/keys.h`).
 N = number of nodes (atoms), E = number of directed edges, B = number of graphs in a batch.
+
+Plus the limits every entry point (graph building in Python, the C++ runtime) enforces.
 """
 from typing import Final
 
@@ -23,3 +25,6 @@ FORCES: Final[str] = "forces"  # (N, 3) eV/Å
 STRESS: Final[str] = "stress"  # (B, 3, 3) eV/Å^3, ASE sign (tensile positive)
 VIRIAL: Final[str] = "virial"  # (B, 3, 3) eV, W = -sum_e edge_vec ⊗ dE/d(edge_vec)
 EDGE_GRAD: Final[str] = "edge_grad"  # (E, 3) eV/Å, dE/d(edge_vec)
+
+# Two atoms closer than this (Å) count as coincident: an error naming both, never NaN.
+MIN_ATOM_DISTANCE: Final[float] = 0.1

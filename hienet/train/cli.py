@@ -44,15 +44,19 @@ def main(argv=None) -> int:
     if args.no_progress:
         config["progress"] = False
 
-    from .trainer import Trainer
+    from .trainer import Trainer, TrainingDiverged
 
     try:
         trainer = Trainer(config, resume=args.resume)
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+    except (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
         print(f"hienet-train: error: {message}", file=sys.stderr)
         return 2
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except TrainingDiverged as err:
+        print(f"hienet-train: error: {err}", file=sys.stderr)
+        return 1
     print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "
           f"({trainer.cfg['best_metric']} {summary['best_value']:.6g}); checkpoints in {summary['output_dir']}",
           file=sys.stderr)

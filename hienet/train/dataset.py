@@ -51,7 +51,32 @@ def labels_of(atoms, source: str, energy_key=None, forces_key=None, stress_key=N
     stress = atoms.info.get(stress_key) if stress_key is not None else results.get("stress")
     if stress is not None:
         stress = _stress_matrix(stress, source)
+    check_finite_labels(atoms, source, energy, forces, stress)
     return float(energy), forces, stress
+
+
+def check_finite_labels(atoms, source: str, energy, forces: np.ndarray, stress) -> None:
+    """ValueError naming the structure and the field (and the atom) of a NaN or inf label:
+    one would make every loss NaN and the trained weights NaN."""
+    try:
+        energy = float(energy)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: the energy label {energy!r} is not a number") from None
+    if not np.isfinite(energy):
+        raise ValueError(f"{source}: the energy label is {energy}")
+    bad = ~np.isfinite(forces).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{source}: the force label of atom {i} ({atoms[i].symbol}) is "
+                         f"{forces[i].tolist()} ({int(bad.sum())} atom(s) with non-finite forces)")
+    if stress is not None and not np.isfinite(stress).all():
+        raise ValueError(f"{source}: the stress label is not finite {stress.tolist()}")
+
+
+def describe(atoms, index: int, source: str) -> str:
+    """'FILE structure 12 (config_type=liquid)': the index and short string info entries."""
+    tags = [f"{k}={v}" for k, v in atoms.info.items() if isinstance(v, str) and len(v) <= 40][:3]
+    return f"{source} structure {index}" + (f" ({', '.join(tags)})" if tags else "")
 
 
 def read_structures(path, index=":"):
@@ -67,10 +92,13 @@ def read_structures(path, index=":"):
 
 def structure_to_graph(atoms, species: Sequence[str], cutoff: float, source: str,
                        energy_key=None, forces_key=None, stress_key=None) -> Dict[str, torch.Tensor]:
-    from ..calculator import species_indices
+    from ..ase_convert import species_indices
 
     energy, forces, stress = labels_of(atoms, source, energy_key, forces_key, stress_key)
-    graph = graph_of_atoms(atoms, cutoff)
+    try:
+        graph = graph_of_atoms(atoms, cutoff)
+    except ValueError as err:  # non-finite geometry, overlapping atoms: name the structure
+        raise ValueError(f"{source}: {err}") from None
     volume = abs(float(atoms.cell.volume)) if atoms.cell.rank == 3 else 0.0
     has_stress = stress is not None and volume > 0.0
     return {
@@ -93,10 +121,11 @@ class GraphDataset:
                  energy_key=None, forces_key=None, stress_key=None):
         self.species = list(species)
         self.cutoff = float(cutoff)
+        # names for messages: "FILE structure 12 (config_type=liquid)"
+        self.names = [describe(atoms, i, source) for i, atoms in enumerate(frames)]
         self.items = [
-            structure_to_graph(atoms, self.species, self.cutoff, f"{source} structure {i}",
-                               energy_key, forces_key, stress_key)
-            for i, atoms in enumerate(frames)
+            structure_to_graph(atoms, self.species, self.cutoff, name, energy_key, forces_key, stress_key)
+            for name, atoms in zip(self.names, frames)
         ]
 
     def __len__(self) -> int:
@@ -109,6 +138,7 @@ class GraphDataset:
         out = object.__new__(GraphDataset)
         out.species, out.cutoff = self.species, self.cutoff
         out.items = [self.items[i] for i in indices]
+        out.names = [self.names[i] for i in indices]
         return out
 
     # summaries used by hienet.train.statistics

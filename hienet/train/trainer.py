@@ -41,11 +41,12 @@ import torch
 
 from .. import __version__
 from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..devices import resolve_device
 from ..graph import keys as K
 from ..model import HIENet, build_model, make_config
 from ..model.forces import evaluate
 from .config import dump_config, resolve_config
-from .dataset import HAS_STRESS, GraphDataset, batches, num_batches, read_structures, split_indices
+from .dataset import HAS_STRESS, INDEX, GraphDataset, batches, num_batches, read_structures, split_indices
 from .ema import ExponentialMovingAverage
 from .loss import ErrorMetrics, WeightedHuberLoss
 from .schedule import cosine_warmup
@@ -66,15 +67,6 @@ _METRIC_COLUMNS = [
 ]
 CSV_COLUMNS = (["epoch", "step", "lr", "time_s"]
                + [f"train_{c}" for c, _ in _METRIC_COLUMNS] + [f"val_{c}" for c, _ in _METRIC_COLUMNS])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__})")
-    return device
 
 
 def git_revision() -> str:
@@ -143,10 +135,8 @@ def set_model_constants(model: HIENet, shift=None, scale=None, conv_denominator=
             model.config["conv_denominator"] = float(conv_denominator)
 
 
-def _atomic_save(path: Path, model: HIENet, train_state: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_checkpoint(tmp, model, train_state)
-    os.replace(tmp, path)
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient or weight: training stops before anything is saved."""
 
 
 class Trainer:
@@ -356,9 +346,16 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = self._predict(self.model, batch, create_graph=True)
             total, parts = self.loss_fn(out, batch)
+            if not torch.isfinite(total):
+                raise self._diverged(f"the loss is {float(total.detach())}", batch)
             total.backward()
+            parameters = [p for p in self.model.parameters() if p.grad is not None]
             if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(cfg["grad_clip"]))
+                norm = torch.nn.utils.clip_grad_norm_(parameters, float(cfg["grad_clip"]))
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+            if not torch.isfinite(norm):
+                raise self._diverged(f"the gradient norm is {float(norm)}", batch)
             self.optimizer.step()
             self.scheduler.step()
             self.ema.update(self.model)
@@ -368,6 +365,24 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(total.detach()):.4g}")
         return metrics.result()
+
+    def _diverged(self, what: str, batch) -> TrainingDiverged:
+        names = [self.train_set.names[int(i)] for i in batch[INDEX]]
+        return TrainingDiverged(
+            f"training stopped at epoch {self.epoch}, step {self.step + 1}: {what} (batch: "
+            f"{'; '.join(names)}). Nothing was saved for this epoch: {self.out_dir / LAST} holds "
+            f"epoch {self.epoch - 1}; resume from it with --resume (e.g. with a lower learning rate)"
+        )
+
+    def _check_before_saving(self, model, value: float) -> None:
+        """TrainingDiverged unless the weights about to be saved and the metric are finite."""
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TrainingDiverged(f"training stopped after epoch {self.epoch}: weight {name} is not "
+                                       f"finite; {self.out_dir / LAST} keeps epoch {self.epoch - 1}")
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training stopped after epoch {self.epoch}: the {self._best_key()} "
+                                   f"is {value}; {self.out_dir / LAST} keeps epoch {self.epoch - 1}")
 
     def _best_key(self) -> str:
         return {"loss": "loss", "energy_mae": "energy_mae", "force_mae": "force_mae",
@@ -458,10 +473,12 @@ class Trainer:
                 self._write_metrics(row)
                 state = self._train_state(row)  # live weights, before swapping in the averages
                 with self.ema.averaged(self.model) as averaged:
+                    self._check_before_saving(averaged, value)
+                    self._check_before_saving(self.model, value)  # the live weights go into train_state
                     if improved:
-                        _atomic_save(self.out_dir / BEST, averaged,
+                        save_checkpoint(self.out_dir / BEST, averaged,
                                      {"epoch": self.epoch, "metrics": row, "train_config": state["train_config"]})
-                    _atomic_save(self.out_dir / LAST, averaged, state)
+                    save_checkpoint(self.out_dir / LAST, averaged, state)
                 summary = {"loss": f"{train['loss']:.4g}"}
                 if val:
                     summary.update(E=f"{val['energy_mae']:.2f}meV/at", F=f"{val['force_mae']:.1f}meV/Å",

@@ -26,6 +26,9 @@ constexpr const char *STRESS = "stress";            // (B, 3, 3) eV/Å^3, ASE si
 constexpr const char *VIRIAL = "virial";            // (B, 3, 3) eV, W = -sum_e edge_vec ⊗ dE/d(edge_vec)
 constexpr const char *EDGE_GRAD = "edge_grad";      // (E, 3) eV/Å, dE/d(edge_vec)
 
+// Two atoms closer than this (Å) count as coincident: an error naming both, never NaN.
+constexpr double MIN_ATOM_DISTANCE = 0.1;
+
 }    // namespace keys
 
 namespace metadata_keys {
@@ -40,6 +43,7 @@ constexpr const char *dtype = "dtype";
 constexpr const char *torch_version = "torch_version";
 constexpr const char *model_hash = "model_hash";
 constexpr const char *exchange_widths = "exchange_widths";    // format version 2
+constexpr const char *archive_digest = "archive_digest";
 
 }    // namespace metadata_keys
 }    // namespace hienet

@@ -1,6 +1,6 @@
-// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format versions 1
-// and 2) and evaluate it on a graph, in one piece (evaluate) or layer by layer with a
-// feature exchange between layers (evaluate_exchange, format version 2).
+// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 2)
+// and evaluate it on a graph, in one piece (evaluate) or layer by layer with a feature
+// exchange between layers (evaluate_exchange).
 //
 // This header is deliberately free of torch includes (pimpl): LAMMPS bundles fmt 10 and
 // torch bundles fmt 12 under the same include guards, so a translation unit that includes
@@ -31,16 +31,32 @@
 
 namespace hienet {
 
-// The exported-file format this build writes and reads; kOldestFormatVersion is the
-// oldest one it still reads (version 1 lacks `exchange_widths`: no evaluate_exchange).
+// The only exported-file format this build reads (version 1 files lack the archive digest
+// and the exchange widths: they are refused with the advice to re-export).
 constexpr int kFormatVersion = 2;
-constexpr int kOldestFormatVersion = 1;
 
 // Every failure of the runtime (unreadable file, bad metadata, bad graph, evaluation error)
 // is reported as hienet::Error with a message that names the file or the offending value.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A bad input or output at particular graph nodes, from evaluate(): two nodes closer than
+// keys::MIN_ATOM_DISTANCE, a non-finite edge vector, or a non-finite energy or force. The
+// message names node indices; callers that know their atoms (pair_style hienet: atom IDs)
+// use the fields to name them their own way.
+class NodeError : public Error {
+ public:
+  enum class Kind { Coincident, NonFiniteEdge, NonFiniteOutput };
+  NodeError(Kind kind, int64_t node_i, int64_t node_j, double distance, const std::string &what) :
+      Error(what), kind(kind), node_i(node_i), node_j(node_j), distance(distance)
+  {
+  }
+  Kind kind;
+  int64_t node_i;     // the node (NonFiniteOutput) or the edge's centre
+  int64_t node_j;     // the edge's neighbour; -1 for NonFiniteOutput
+  double distance;    // |edge_vec| (Coincident), else NaN
 };
 
 // Contents of the archive's `metadata.json` (FORMAT.md, "Metadata").
@@ -53,9 +69,10 @@ struct Metadata {
   std::string dtype;                    // "float32" or "float64"
   std::string torch_version;            // torch that wrote the file
   std::string model_hash;
-  // width of the node features entering interaction k, k = 0 .. K-1 (format version 2;
-  // empty for version 1): what evaluate_exchange() exchanges before each of them
+  // width of the node features entering interaction k, k = 0 .. K-1: what
+  // evaluate_exchange() exchanges before each of them
   std::vector<int> exchange_widths;
+  std::string archive_digest;           // "sha1:..." of the archive's records, checked on load
   std::string json;                     // the raw metadata.json text
 };
 
@@ -97,7 +114,8 @@ struct Result {
 
 class Model {
  public:
-  // Loads and validates `path`; throws hienet::Error naming the file on any problem.
+  // Loads and validates `path` (metadata, archive digest); throws hienet::Error naming the
+  // file on any problem.
   explicit Model(const std::string &path, const Options &options = Options());
   ~Model();
   Model(Model &&) noexcept;
@@ -118,11 +136,14 @@ class Model {
   int species_index(const std::string &symbol) const;
 
   // Evaluates the model on `graph` and fills `result` (see the top of this file).
-  // An empty graph (num_nodes == 0) gives zeros without calling the model.
+  // An empty graph (num_nodes == 0) gives zeros without calling the model. Throws NodeError
+  // for coincident nodes, non-finite edge vectors and non-finite energies or forces.
   void evaluate(const Graph &graph, AtomVirial atom_virial, Result &result);
 
-  // True if the file has the stage metadata that evaluate_exchange() needs (format 2).
-  bool supports_exchange() const;
+  // The checks evaluate() and evaluate_exchange() make before calling the model (indices,
+  // species, NodeError for coincident nodes and non-finite edge vectors), on their own: a
+  // multi-process caller agrees on them before the first exchange.
+  void validate(const Graph &graph) const;
 
   // The same results, computed stage by stage (export/FORMAT.md, "Stage methods") on a
   // graph whose edges are all centred on owners (edge_src < n_local) and whose ghost nodes
@@ -141,6 +162,10 @@ class Model {
 
 // Reads and validates only the metadata of an exported file.
 Metadata read_metadata(const std::string &path);
+
+// Recomputes the archive digest of an exported file ("sha1:...", export/FORMAT.md,
+// "Integrity"); Model's constructor checks it against the metadata.
+std::string archive_digest(const std::string &path);
 
 // Version of the torch library this runtime runs on, e.g. "2.13.0".
 std::string torch_version();
