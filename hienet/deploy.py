@@ -12,7 +12,7 @@ import torch
 from .graph import graph_of_atoms
 from .graph import keys as K
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -50,6 +50,24 @@ def check_metadata(meta: Dict[str, Any], path) -> None:
         raise ValueError(f"{path}: metadata dtype {meta['dtype']!r} is not float32/float64")
 
 
+def require_custom_ops(meta: Dict[str, Any], path) -> None:
+    """Load the operator library the file needs, or say which operators are missing."""
+    from . import ops
+
+    needed = list(meta.get("custom_ops", []))
+    missing = ops.missing_operators(needed)
+    if missing:
+        ours = [name for name in missing if name in ops.OPERATORS]
+        where = (
+            f" from the HIENet operator library {ops.library_path()}, which is not loaded "
+            f"({ops.load_error()})" if ours else ""
+        )
+        raise ValueError(
+            f"{path} needs the custom operator(s) {', '.join(missing)}{where}; re-export it "
+            "with `hienet-export --convolution e3nn` to run without them"
+        )
+
+
 class DeployedModel:
     """An exported HIENet file, evaluated exactly as the C++ runtime does."""
 
@@ -57,6 +75,7 @@ class DeployedModel:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         self.device = torch.device(device)
+        require_custom_ops(self.metadata, self.path)
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as err:

@@ -45,7 +45,7 @@ def test_metadata(rt, models):
     assert model.num_message_passing_layers == TOY_LAYERS
     assert model.dtype == "float64"
     assert model.device == "cpu"
-    assert model.metadata["format_version"] == rt.FORMAT_VERSION == 1
+    assert model.metadata["format_version"] == rt.FORMAT_VERSION == 2
     assert model.metadata["units"] == {"energy": "eV", "length": "Å"}      # \u escapes decoded
     assert rt.Model(str(models["float32"])).dtype == "float32"
     assert rt.read_metadata(str(models["float64"]))["model_hash"].startswith("sha256:")
@@ -188,8 +188,8 @@ def test_corrupt_file(rt, models, tmp_path):
 
 
 def test_unknown_format_version(rt, tmp_path):
-    path = write_toy_model(tmp_path / "future.pt", format_version=2)
-    message = (f"unsupported HIENet model format version 2 in {path} (this build reads 1); "
+    path = write_toy_model(tmp_path / "future.pt", format_version=3)
+    message = (f"unsupported HIENet model format version 3 in {path} (this build reads 2); "
                "re-export with hienet-export")
     with pytest.raises(rt.ModelError) as err:
         rt.Model(str(path))

@@ -123,7 +123,7 @@ def test_metadata_round_trip_and_stable_hash(tmp_path, smooth_model):
         meta = read_metadata(tmp_path / name)
         hashes.append(meta["model_hash"])
     assert hashes[0] == hashes[1] == model_hash(smooth_model)
-    assert meta["format_version"] == 1 and meta["dtype"] == "float32"
+    assert meta["format_version"] == 2 and meta["dtype"] == "float32"
     assert meta["species"] == smooth_model.species and meta["cutoff"] == 5.0
     assert meta["num_message_passing_layers"] == 5
     assert meta["units"] == {"energy": "eV", "length": "Å"}

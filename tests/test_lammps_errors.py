@@ -65,7 +65,7 @@ def test_unsupported_units(model, tmp_path):
 def test_unknown_format_version(tmp_path):
     future = write_toy_model(tmp_path / "future.pt", format_version=7)
     message = lammps_error(tmp_path, model=future)
-    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 1); "
+    assert (f"unsupported HIENet model format version 7 in {future} (this build reads 2); "
             "re-export with hienet-export") in message
 
 

@@ -1,4 +1,4 @@
-"""A small TorchScript model that obeys export/FORMAT.md (format version 1) exactly.
+"""A small TorchScript model that obeys export/FORMAT.md (format version 2) exactly.
 
 It stands in for a real `hienet-export` file in the C++ runtime and LAMMPS tests: same
 `forward(species, edge_index, edge_vec, n_local)` signature and outputs, the same stage
@@ -107,7 +107,7 @@ class ToyHIENet(torch.nn.Module):
 
 def write_toy_model(path, dtype: str = "float64", *, cutoff: float = TOY_CUTOFF,
                     num_layers: int = TOY_LAYERS, species: List[str] = TOY_SPECIES,
-                    seed: int = 0, smooth: bool = True, format_version=1,
+                    seed: int = 0, smooth: bool = True, format_version=2,
                     metadata_overrides: dict | None = None) -> Path:
     """Write a toy model file obeying export/FORMAT.md; returns its path.
 

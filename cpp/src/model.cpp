@@ -5,6 +5,7 @@
 #include "json.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -119,6 +120,16 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
   meta.hienet_version = optional_string(metadata_keys::hienet_version);
   meta.torch_version = optional_string(metadata_keys::torch_version);
   meta.model_hash = optional_string(metadata_keys::model_hash);
+  meta.convolution = optional_string(metadata_keys::convolution);
+  v = root.find(metadata_keys::custom_ops);
+  if (v) {
+    if (!v->is_array()) throw missing(metadata_keys::custom_ops);
+    for (const auto &s : v->array) {
+      if (!s.is_string() || s.string.find("::") == std::string::npos)
+        throw missing(metadata_keys::custom_ops);
+      meta.custom_ops.push_back(s.string);
+    }
+  }
   return meta;
 }
 
@@ -147,6 +158,23 @@ torch::Device pick_device(const Options &options)
   auto count = static_cast<int>(torch::cuda::device_count());
   int rank = options.local_rank < 0 ? 0 : options.local_rank;
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank % count));
+}
+
+// A file that calls custom operators (hienet::convolution) loads only where they are
+// registered: libhienet_ops.so is linked into every user of this runtime, so a miss means a
+// broken installation or a file from a newer hienet.
+void require_custom_ops(const Metadata &meta, const std::string &path)
+{
+  for (const std::string &name : meta.custom_ops) {
+    if (c10::Dispatcher::singleton().findOp(c10::OperatorName(name, ""))) continue;
+    const bool ours = name.rfind("hienet::", 0) == 0;
+    throw Error("HIENet model file " + in_quotes(path) + " needs the custom operator " + name +
+                (ours ? ", which is not registered: the HIENet operator library "
+                        "libhienet_ops.so (installed next to hienet's _runtime module) is not "
+                        "loaded or is older than the file"
+                      : ", which is not registered in this process") +
+                "; re-export with `hienet-export --convolution e3nn` to run without it");
+  }
 }
 
 }    // namespace
@@ -199,6 +227,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   if (threads > 0) at::set_num_threads(threads);
   impl_->threads = at::get_num_threads();
 
+  require_custom_ops(impl_->meta, path);
   try {
     impl_->module = torch::jit::load(path, impl_->device);
   } catch (const c10::Error &e) {

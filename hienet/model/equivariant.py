@@ -10,6 +10,10 @@ radial MLP (no biases, SiLU) of the enveloped radial embedding b, so messages va
 smoothly at the cutoff. The tensor product keeps every path whose output irrep has l no
 larger than the block's output (only 0e for the last block). With `parity=False` (the
 official HIENet setting) all irreps are labelled even, which admits parity-violating paths.
+
+The sum over neighbours runs on one of two kernels with the same weights (`set_convolution`):
+"e3nn" (per-edge messages from e3nn's TensorProduct, then index_add; the reference) or
+"fused" (`torch.ops.hienet.convolution`, see `hienet.model.convolution`).
 """
 from typing import List, Tuple
 
@@ -18,6 +22,8 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from e3nn.util.jit import compile_mode
 from torch import nn
+
+from .convolution import FusedConvolution, resolve_kernel
 
 _SCALAR_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
 _GATE_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
@@ -65,6 +71,8 @@ def convolution_paths(
 class EquivariantBlock(nn.Module):
     """Node features `irreps_in` → `irreps_out`; reads edge_index, radial (E, B), sh (E, dim Y)."""
 
+    __jit_unused_properties__ = ["convolution"]
+
     def __init__(
         self,
         irreps_in,
@@ -74,6 +82,7 @@ class EquivariantBlock(nn.Module):
         radial_hidden: List[int],
         denominator: float,
         last: bool = False,
+        convolution: str = "e3nn",
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -99,6 +108,18 @@ class EquivariantBlock(nn.Module):
         )
         self.linear_out = o3.Linear(irreps_mid, irreps_gate_in, biases=False)
         self.register_buffer("denominator", torch.tensor(float(denominator), dtype=torch.float64))
+        self.fused = None  # a FusedConvolution when that kernel is on
+        self.set_convolution(convolution)
+
+    def set_convolution(self, kernel: str) -> str:
+        """Use the "fused" or "e3nn" kernel ("auto": fused if available); returns the one used."""
+        kernel = resolve_kernel(kernel)
+        self.fused = FusedConvolution(self.tensor_product) if kernel == "fused" else None
+        return kernel
+
+    @property
+    def convolution(self) -> str:
+        return "e3nn" if self.fused is None else "fused"
 
     def forward(
         self,
@@ -107,13 +128,18 @@ class EquivariantBlock(nn.Module):
         radial: torch.Tensor,
         sh: torch.Tensor,
     ) -> torch.Tensor:
-        centre, neighbour = edge_index[0], edge_index[1]
         skip = self.skip(x)
         h = self.linear_in(x)
-        messages = self.tensor_product(h[neighbour], sh, self.radial_mlp(radial))
-        summed = torch.zeros(
-            (x.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
-        ).index_add_(0, centre, messages)
+        weight = self.radial_mlp(radial)
+        # the operator has CPU kernels only so far: on a GPU the e3nn kernel runs
+        if self.fused is not None and not h.is_cuda:
+            summed = self.fused(h, edge_index, sh, weight)
+        else:
+            centre, neighbour = edge_index[0], edge_index[1]
+            messages = self.tensor_product(h[neighbour], sh, weight)
+            summed = torch.zeros(
+                (x.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
+            ).index_add_(0, centre, messages)
         h = self.linear_out(summed / self.denominator)
         return self.gate(h + skip)
 

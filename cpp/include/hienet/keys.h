@@ -39,6 +39,8 @@ constexpr const char *species = "species";
 constexpr const char *dtype = "dtype";
 constexpr const char *torch_version = "torch_version";
 constexpr const char *model_hash = "model_hash";
+constexpr const char *convolution = "convolution";
+constexpr const char *custom_ops = "custom_ops";
 
 }    // namespace metadata_keys
 }    // namespace hienet

@@ -1,4 +1,4 @@
-// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 1)
+// HIENet C++ runtime: load an exported model file (export/FORMAT.md, format version 2)
 // and evaluate it on a graph.
 //
 // This header is deliberately free of torch includes (pimpl): LAMMPS bundles fmt 10 and
@@ -29,7 +29,7 @@
 namespace hienet {
 
 // The only exported-file format this build reads.
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 
 // Every failure of the runtime (unreadable file, bad metadata, bad graph, evaluation error)
 // is reported as hienet::Error with a message that names the file or the offending value.
@@ -48,6 +48,8 @@ struct Metadata {
   std::string dtype;                    // "float32" or "float64"
   std::string torch_version;            // torch that wrote the file
   std::string model_hash;
+  std::string convolution;              // "fused" or "e3nn" (empty in files that omit it)
+  std::vector<std::string> custom_ops;  // e.g. "hienet::convolution": must be registered
   std::string json;                     // the raw metadata.json text
 };
 
