@@ -91,7 +91,7 @@ Isa selected_isa()
 }
 
 template <typename T>
-void run_forward(Isa isa, const ForwardArgs<T> &a, int64_t begin, int64_t end, T *scratch)
+void run_forward(Isa isa, const ForwardArgs<T> &a, int64_t begin, int64_t end, void *scratch)
 {
   switch (isa) {
 #if defined(HIENET_OPS_HAVE_AVX512)
@@ -105,7 +105,7 @@ void run_forward(Isa isa, const ForwardArgs<T> &a, int64_t begin, int64_t end, T
 }
 
 template <typename T>
-void run_backward(Isa isa, const BackwardArgs<T> &a, int64_t begin, int64_t end, T *scratch)
+void run_backward(Isa isa, const BackwardArgs<T> &a, int64_t begin, int64_t end, void *scratch)
 {
   switch (isa) {
 #if defined(HIENET_OPS_HAVE_AVX512)
@@ -245,16 +245,22 @@ Plan<T> make_plan(const at::Tensor &paths_t, const at::Tensor &coefficients, int
   return plan;
 }
 
-// Edges grouped by `key` (counting sort, stable: each group keeps the edges' order).
-void group_edges(const int64_t *key, int64_t E, int64_t N, std::vector<int64_t> &ptr,
-                 std::vector<int64_t> &edges)
+// Edges grouped by `key` (counting sort, stable: each group keeps the edges' order);
+// returns the largest group.
+int64_t group_edges(const int64_t *key, int64_t E, int64_t N, std::vector<int64_t> &ptr,
+                    std::vector<int64_t> &edges)
 {
   ptr.assign(static_cast<size_t>(N + 1), 0);
   for (int64_t e = 0; e < E; ++e) ++ptr[key[e] + 1];
-  for (int64_t n = 0; n < N; ++n) ptr[n + 1] += ptr[n];
+  int64_t largest = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    largest = std::max(largest, ptr[n + 1]);
+    ptr[n + 1] += ptr[n];
+  }
   edges.resize(static_cast<size_t>(E));
   std::vector<int64_t> fill(ptr.begin(), ptr.end() - 1);
   for (int64_t e = 0; e < E; ++e) edges[fill[key[e]]++] = e;
+  return largest;
 }
 
 void check_edge_index(const at::Tensor &edge_index, int64_t E, int64_t N)
@@ -320,7 +326,7 @@ at::Tensor forward_typed(const at::Tensor &x, const at::Tensor &sh, const at::Te
   at::Tensor out = at::empty({N, out_dim}, x.options());
   const int64_t *ei = edge_index.data_ptr<int64_t>();
   std::vector<int64_t> row_ptr, row_edges;
-  group_edges(ei, E, N, row_ptr, row_edges);
+  const int64_t max_degree = group_edges(ei, E, N, row_ptr, row_edges);
   const at::Tensor x_t = permute_columns<T>(x, plan.x_t_pos);
 
   ForwardArgs<T> a{};
@@ -334,12 +340,13 @@ at::Tensor forward_typed(const at::Tensor &x, const at::Tensor &sh, const at::Te
   a.row_ptr = row_ptr.data();
   a.row_edges = row_edges.data();
   a.neighbour = ei + E;
-  a.out_t_pos = plan.out_t_pos.data();
+  a.max_degree = max_degree;
   a.out = out.data_ptr<T>();
   a.out_dim = out_dim;
   const Isa isa = selected_isa();
+  const int64_t bytes = scratch_bytes(sizeof(T), max_degree, plan.max_m);
   at::parallel_for(0, N, grain(N, E), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(static_cast<size_t>(forward_scratch_size(out_dim, plan.max_m)));
+    std::vector<char> scratch(static_cast<size_t>(bytes));
     run_forward<T>(isa, a, begin, end, scratch.data());
   });
   return out;
@@ -353,17 +360,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_typed(
 {
   const int64_t N = x.size(0), E = sh.size(0);
   at::Tensor grad_x, grad_sh, grad_weight;
-  if (mask[0]) grad_x = at::zeros_like(x);
-  // every edge's rows are written in full by the kernel (the weight slices tile each row)
-  if (mask[1]) grad_sh = E > 0 && N > 0 && !plan.paths.empty() ? at::empty_like(sh) : at::zeros_like(sh);
-  if (mask[2])
-    grad_weight = E > 0 && N > 0 && !plan.paths.empty() ? at::empty_like(weight) : at::zeros_like(weight);
-  if (N == 0 || E == 0 || plan.paths.empty() || !(mask[0] || mask[1] || mask[2]))
-    return {grad_x, grad_sh, grad_weight};
+  // the kernel writes every row in full (the weight slices tile each weight row)
+  const bool work = N > 0 && E > 0 && !plan.paths.empty();
+  auto make = [&](bool wanted, const at::Tensor &like) {
+    return !wanted ? at::Tensor() : work ? at::empty_like(like) : at::zeros_like(like);
+  };
+  grad_x = make(mask[0], x);
+  grad_sh = make(mask[1], sh);
+  grad_weight = make(mask[2], weight);
+  if (!work || !(mask[0] || mask[1] || mask[2])) return {grad_x, grad_sh, grad_weight};
 
   const int64_t *ei = edge_index.data_ptr<int64_t>();
   std::vector<int64_t> col_ptr, col_edges;
-  group_edges(ei + E, E, N, col_ptr, col_edges);
+  const int64_t max_degree = group_edges(ei + E, E, N, col_ptr, col_edges);
   const at::Tensor x_t = permute_columns<T>(x, plan.x_t_pos);
   const at::Tensor grad_out_t = permute_columns<T>(grad_out, plan.out_t_pos);
 
@@ -380,13 +389,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_typed(
   a.col_ptr = col_ptr.data();
   a.col_edges = col_edges.data();
   a.centre = ei;
-  a.x_t_pos = plan.x_t_pos.data();
+  a.max_degree = max_degree;
   a.grad_x = mask[0] ? grad_x.data_ptr<T>() : nullptr;
   a.grad_sh = mask[1] ? grad_sh.data_ptr<T>() : nullptr;
   a.grad_weight = mask[2] ? grad_weight.data_ptr<T>() : nullptr;
   const Isa isa = selected_isa();
+  const int64_t bytes = scratch_bytes(sizeof(T), max_degree, plan.max_m);
   at::parallel_for(0, N, grain(N, E), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(static_cast<size_t>(backward_scratch_size(a.x_dim, plan.max_m)));
+    std::vector<char> scratch(static_cast<size_t>(bytes));
     run_backward<T>(isa, a, begin, end, scratch.data());
   });
   return {grad_x, grad_sh, grad_weight};

@@ -1,7 +1,13 @@
 // CPU kernels of hienet::convolution (see convolution_kernel.h). This file is compiled once
-// per instruction set with HIENET_KERNEL_ISA naming the namespace (baseline, avx2, avx512);
-// it uses no torch and no standard-library templates, so every function it emits is either
-// in that namespace or has internal linkage.
+// per instruction set with HIENET_KERNEL_ISA naming the namespace (baseline, avx2, avx512)
+// and HIENET_VECTOR_BYTES the vector width; it uses no torch and no standard-library
+// templates, so every function it emits is either in that namespace or has internal linkage.
+//
+// Loop order. Forward, per centre c and path p: for each chunk of channels (one vector of
+// lanes) the output of the chunk stays in registers while the centre's edges stream by, and
+// is stored once. Backward, per neighbour n and path p: likewise for grad_x of n; grad_weight
+// of each edge is stored as it is made; grad_sh of each edge comes from the small matrix
+// G[i][k] = sum_u w[u] x[i][u] g[k][u] and the non-zero Clebsch-Gordan coefficients.
 #include "convolution_kernel.h"
 
 #include <cstring>
@@ -9,11 +15,55 @@
 #ifndef HIENET_KERNEL_ISA
 #error "compile convolution_kernel.cpp with -DHIENET_KERNEL_ISA=<namespace>"
 #endif
+#ifndef HIENET_VECTOR_BYTES
+#define HIENET_VECTOR_BYTES 16
+#endif
 
 namespace hienet {
 namespace ops {
 namespace HIENET_KERNEL_ISA {
 namespace {
+
+// GCC/Clang vector extensions: one type per element type, unaligned, may alias T.
+typedef float vfloat __attribute__((vector_size(HIENET_VECTOR_BYTES), aligned(4), may_alias));
+typedef double vdouble __attribute__((vector_size(HIENET_VECTOR_BYTES), aligned(8), may_alias));
+
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  using V = vfloat;
+  static constexpr int lanes = HIENET_VECTOR_BYTES / 4;
+};
+template <>
+struct Simd<double> {
+  using V = vdouble;
+  static constexpr int lanes = HIENET_VECTOR_BYTES / 8;
+};
+
+// Prefetch distance along a weight row: four cache lines.
+template <typename T>
+constexpr int64_t kPrefetch = 4 * 64 / static_cast<int64_t>(sizeof(T));
+
+template <typename T>
+inline typename Simd<T>::V load(const T *p)
+{
+  return *reinterpret_cast<const typename Simd<T>::V *>(p);
+}
+
+template <typename T>
+inline void store(T *p, typename Simd<T>::V v)
+{
+  *reinterpret_cast<typename Simd<T>::V *>(p) = v;
+}
+
+template <typename T>
+inline T hsum(typename Simd<T>::V v)
+{
+  T s = v[0];
+  for (int l = 1; l < Simd<T>::lanes; ++l) s += v[l];
+  return s;
+}
 
 // M = sum_j C[:, j, :] y[j]  (d1 x d3, row-major), from the path's non-zero coefficients.
 template <typename T>
@@ -27,95 +77,143 @@ inline void build_m(const KernelPlan<T> &plan, const KernelPath &p, const T *y, 
   }
 }
 
-// ---- forward: os[k][u] += w[u] * sum_i xs[i][u] M[i][k] --------------------------------
-// D1, D3 > 0: sizes known at compile time (l <= 3); 0: any size.
+// Per-path view of the edges of one centre (forward) or one neighbour (backward).
+template <typename T>
+struct EdgeBlock {
+  int64_t count;
+  const T *m;          // [count][d1 * d3]
+  const T *const *x;   // forward: neighbour features (component-major), per edge
+  const T *const *w;   // per edge: weight row + path offset
+  const T *const *g;   // backward: centre's grad_out (component-major), per edge
+  T *const *gw;        // backward: grad_weight row + path offset, per edge (or null)
+};
+
+// ---- forward ----------------------------------------------------------------------------
+// out[u*d3 + k] += sum_e w_e[u] sum_i x_e[i*U + u] M_e[i][k]   (out: natural layout)
 template <int D1, int D3, typename T>
-void path_forward(int64_t U, int64_t d1, int64_t d3, const T *__restrict m,
-                  const T *__restrict xs, const T *__restrict w, T *__restrict os)
+void path_forward(int64_t U, int64_t d1, int64_t d3, const EdgeBlock<T> &b, T *out)
 {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  int64_t u0 = 0;
   if constexpr (D1 > 0 && D3 > 0) {
-#pragma omp simd
-    for (int64_t u = 0; u < U; ++u) {
-      T x[D1];
-      for (int i = 0; i < D1; ++i) x[i] = xs[i * U + u];
-      const T wu = w[u];
-      for (int k = 0; k < D3; ++k) {
-        T t = m[k] * x[0];
-        for (int i = 1; i < D1; ++i) t += m[i * D3 + k] * x[i];
-        os[k * U + u] += wu * t;
+    for (; u0 + L <= U; u0 += L) {
+      V a[D3];
+      for (int k = 0; k < D3; ++k) a[k] = V{};
+      for (int64_t e = 0; e < b.count; ++e) {
+        const T *m = b.m + e * (D1 * D3);
+        const T *xe = b.x[e] + u0;
+        // the weight rows of the edges stream from memory, a chunk at a time each
+        __builtin_prefetch(b.w[e] + u0 + kPrefetch<T>);
+        const V w = load(b.w[e] + u0);
+        V x[D1];
+        for (int i = 0; i < D1; ++i) x[i] = w * load(xe + i * U);
+        for (int k = 0; k < D3; ++k)
+          for (int i = 0; i < D1; ++i) a[k] += x[i] * m[i * D3 + k];
       }
-    }
-  } else {
-    for (int64_t k = 0; k < d3; ++k) {
-#pragma omp simd
-      for (int64_t u = 0; u < U; ++u) {
-        T t = T(0);
-        for (int64_t i = 0; i < d1; ++i) t += m[i * d3 + k] * xs[i * U + u];
-        os[k * U + u] += w[u] * t;
-      }
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < D3; ++k) out[(u0 + l) * D3 + k] += a[k][l];
     }
   }
+  for (int64_t u = u0; u < U; ++u)
+    for (int64_t k = 0; k < d3; ++k) {
+      T s = T(0);
+      for (int64_t e = 0; e < b.count; ++e) {
+        const T *m = b.m + e * d1 * d3;
+        T t = T(0);
+        for (int64_t i = 0; i < d1; ++i) t += b.x[e][i * U + u] * m[i * d3 + k];
+        s += b.w[e][u] * t;
+      }
+      out[u * d3 + k] += s;
+    }
 }
 
-// ---- backward, part 1: s[i][u] = sum_k M[i][k] g[k][u];
-//      gxs[i][u] += w[u] s[i][u] (GX),  gw[u] = sum_i xs[i][u] s[i][u] (GW) ---------------
+// ---- backward, features and weights -------------------------------------------------------
+// s_e[i][u] = sum_k M_e[i][k] g_e[k][u];  gx[u*d1 + i] += sum_e w_e[u] s_e[i][u]  (GX);
+// gw_e[u] = sum_i x[i*U + u] s_e[i][u]  (GW).  x: the neighbour's features (component-major).
 template <int D1, int D3, bool GX, bool GW, typename T>
-void path_backward_features(int64_t U, int64_t d1, int64_t d3, const T *__restrict m,
-                            const T *__restrict xs, const T *__restrict w,
-                            const T *__restrict g, T *__restrict gxs, T *__restrict gw)
+void path_backward(int64_t U, int64_t d1, int64_t d3, const EdgeBlock<T> &b, const T *xs, T *gx)
 {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  int64_t u0 = 0;
   if constexpr (D1 > 0 && D3 > 0) {
-#pragma omp simd
-    for (int64_t u = 0; u < U; ++u) {
-      T gk[D3];
-      for (int k = 0; k < D3; ++k) gk[k] = g[k * U + u];
-      T acc = T(0);
+    for (; u0 + L <= U; u0 += L) {
+      V x[D1], a[D1];
       for (int i = 0; i < D1; ++i) {
-        T s = m[i * D3] * gk[0];
-        for (int k = 1; k < D3; ++k) s += m[i * D3 + k] * gk[k];
-        if constexpr (GX) gxs[i * U + u] += w[u] * s;
-        if constexpr (GW) acc += xs[i * U + u] * s;
+        if constexpr (GW) x[i] = load(xs + i * U + u0);
+        a[i] = V{};
       }
-      if constexpr (GW) gw[u] = acc;
+      for (int64_t e = 0; e < b.count; ++e) {
+        const T *m = b.m + e * (D1 * D3);
+        const T *ge = b.g[e] + u0;
+        V g[D3];
+        for (int k = 0; k < D3; ++k) g[k] = load(ge + k * U);
+        V dw{};
+        __builtin_prefetch(b.w[e] + u0 + kPrefetch<T>);
+        if constexpr (GW) __builtin_prefetch(b.gw[e] + u0 + kPrefetch<T>, 1);
+        const V w = load(b.w[e] + u0);
+        for (int i = 0; i < D1; ++i) {
+          V s = g[0] * m[i * D3];
+          for (int k = 1; k < D3; ++k) s += g[k] * m[i * D3 + k];
+          if constexpr (GX) a[i] += w * s;
+          if constexpr (GW) dw += x[i] * s;
+        }
+        if constexpr (GW) store(b.gw[e] + u0, dw);
+      }
+      if constexpr (GX)
+        for (int l = 0; l < L; ++l)
+          for (int i = 0; i < D1; ++i) gx[(u0 + l) * D1 + i] += a[i][l];
     }
-  } else {
-#pragma omp simd
-    for (int64_t u = 0; u < U; ++u) {
-      T acc = T(0);
+  }
+  for (int64_t u = u0; u < U; ++u) {
+    for (int64_t e = 0; e < b.count; ++e) {
+      const T *m = b.m + e * d1 * d3;
+      T dw = T(0);
       for (int64_t i = 0; i < d1; ++i) {
         T s = T(0);
-        for (int64_t k = 0; k < d3; ++k) s += m[i * d3 + k] * g[k * U + u];
-        if constexpr (GX) gxs[i * U + u] += w[u] * s;
-        if constexpr (GW) acc += xs[i * U + u] * s;
+        for (int64_t k = 0; k < d3; ++k) s += b.g[e][k * U + u] * m[i * d3 + k];
+        if constexpr (GX) gx[u * d1 + i] += b.w[e][u] * s;
+        if constexpr (GW) dw += xs[i * U + u] * s;
       }
-      if constexpr (GW) gw[u] = acc;
+      if constexpr (GW) b.gw[e][u] = dw;
     }
   }
 }
 
-// ---- backward, part 2: G[i][k] = sum_u w[u] xs[i][u] g[k][u]  (then dY_j = sum C_ijk G_ik) --
+// ---- backward, spherical harmonics: G[i][k] = sum_u w[u] x[i][u] g[k][u] ------------------
 template <int D1, int D3, typename T>
-void path_backward_sh(int64_t U, int64_t d1, int64_t d3, const T *__restrict xs,
-                      const T *__restrict w, const T *__restrict g, T *__restrict G)
+void path_backward_sh(int64_t U, int64_t d1, int64_t d3, const T *xs, const T *w, const T *g,
+                      T *G)
 {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
   const int64_t n1 = D1 > 0 ? D1 : d1, n3 = D3 > 0 ? D3 : d3;
+  const int64_t vec_end = (D1 > 0 && D3 > 0) ? U - U % L : 0;
   for (int64_t i = 0; i < n1; ++i) {
     const T *xi = xs + i * U;
-    for (int64_t k = 0; k < n3; ++k) {
-      const T *gk = g + k * U;
-      T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-      for (int64_t u = 0; u < U; ++u) acc += w[u] * xi[u] * gk[u];
-      G[i * n3 + k] = acc;
+    if constexpr (D1 > 0 && D3 > 0) {
+      V acc[D3];
+      for (int k = 0; k < D3; ++k) acc[k] = V{};
+      for (int64_t u0 = 0; u0 < vec_end; u0 += L) {
+        const V wx = load(w + u0) * load(xi + u0);
+        for (int k = 0; k < D3; ++k) acc[k] += wx * load(g + k * U + u0);
+      }
+      for (int k = 0; k < D3; ++k) G[i * D3 + k] = hsum<T>(acc[k]);
+    } else {
+      for (int64_t k = 0; k < n3; ++k) G[i * n3 + k] = T(0);
+    }
+    for (int64_t u = vec_end; u < U; ++u) {
+      const T wx = w[u] * xi[u];
+      for (int64_t k = 0; k < n3; ++k) G[i * n3 + k] += wx * g[k * U + u];
     }
   }
 }
 
 template <typename T>
-using ForwardFn = void (*)(int64_t, int64_t, int64_t, const T *, const T *, const T *, T *);
+using ForwardFn = void (*)(int64_t, int64_t, int64_t, const EdgeBlock<T> &, T *);
 template <typename T>
-using FeaturesFn = void (*)(int64_t, int64_t, int64_t, const T *, const T *, const T *, const T *,
-                            T *, T *);
+using BackwardFn = void (*)(int64_t, int64_t, int64_t, const EdgeBlock<T> &, const T *, T *);
 template <typename T>
 using ShFn = void (*)(int64_t, int64_t, int64_t, const T *, const T *, const T *, T *);
 
@@ -135,13 +233,13 @@ ForwardFn<T> pick_forward(int64_t d1, int64_t d3)
 }
 
 template <bool GX, bool GW, typename T>
-FeaturesFn<T> pick_features(int64_t d1, int64_t d3)
+BackwardFn<T> pick_backward(int64_t d1, int64_t d3)
 {
 #define HIENET_CASE(a, b) \
-  if (d1 == a && d3 == b) return &path_backward_features<a, b, GX, GW, T>;
+  if (d1 == a && d3 == b) return &path_backward<a, b, GX, GW, T>;
   HIENET_FOR_SIZES(HIENET_CASE)
 #undef HIENET_CASE
-  return &path_backward_features<0, 0, GX, GW, T>;
+  return &path_backward<0, 0, GX, GW, T>;
 }
 
 template <typename T>
@@ -154,90 +252,118 @@ ShFn<T> pick_sh(int64_t d1, int64_t d3)
   return &path_backward_sh<0, 0, T>;
 }
 
+// Scratch layout: per-edge pointer arrays, M of every edge of the block, G (scratch_bytes()).
 template <typename T>
-void forward_impl(const ForwardArgs<T> &a, int64_t begin, int64_t end, T *scratch)
+struct Scratch {
+  T *m;
+  const T **x;
+  const T **w;
+  const T **g;
+  T **gw;
+  T *G;
+};
+
+template <typename T>
+Scratch<T> carve(void *memory, int64_t max_degree, int64_t max_m)
+{
+  Scratch<T> s;
+  char *p = static_cast<char *>(memory);    // pointers first: the memory is pointer-aligned
+  s.x = reinterpret_cast<const T **>(p);
+  p += sizeof(T *) * max_degree;
+  s.w = reinterpret_cast<const T **>(p);
+  p += sizeof(T *) * max_degree;
+  s.g = reinterpret_cast<const T **>(p);
+  p += sizeof(T *) * max_degree;
+  s.gw = reinterpret_cast<T **>(p);
+  p += sizeof(T *) * max_degree;
+  s.m = reinterpret_cast<T *>(p);
+  p += sizeof(T) * max_degree * max_m;
+  s.G = reinterpret_cast<T *>(p);
+  return s;
+}
+
+template <typename T>
+void forward_impl(const ForwardArgs<T> &a, int64_t begin, int64_t end, void *memory)
 {
   const KernelPlan<T> &plan = a.plan;
   const int64_t P = plan.num_paths;
   ForwardFn<T> *fns = new ForwardFn<T>[P > 0 ? P : 1];
   for (int64_t p = 0; p < P; ++p) fns[p] = pick_forward<T>(plan.paths[p].dim_in, plan.paths[p].dim_out);
+  Scratch<T> s = carve<T>(memory, a.max_degree, plan.max_m);
 
-  T *acc = scratch;
-  T *m = scratch + a.out_dim;
   for (int64_t c = begin; c < end; ++c) {
-    std::memset(acc, 0, sizeof(T) * a.out_dim);
-    for (int64_t idx = a.row_ptr[c]; idx < a.row_ptr[c + 1]; ++idx) {
-      const int64_t e = a.row_edges[idx];
-      const T *xn = a.x_t + a.neighbour[e] * a.x_dim;
-      const T *y = a.sh + e * a.sh_dim;
-      const T *we = a.weight + e * a.weight_dim;
-      for (int64_t p = 0; p < P; ++p) {
-        const KernelPath &path = plan.paths[p];
-        build_m(plan, path, y + path.sh_offset, m);
-        fns[p](path.mul, path.dim_in, path.dim_out, m, xn + path.x_offset, we + path.weight_offset,
-               acc + path.out_offset);
-      }
-    }
     T *row = a.out + c * a.out_dim;
-    for (int64_t col = 0; col < a.out_dim; ++col) row[col] = acc[a.out_t_pos[col]];
+    std::memset(row, 0, sizeof(T) * a.out_dim);
+    const int64_t first = a.row_ptr[c], count = a.row_ptr[c + 1] - first;
+    if (count == 0) continue;
+    for (int64_t p = 0; p < P; ++p) {
+      const KernelPath &path = plan.paths[p];
+      const int64_t md = path.dim_in * path.dim_out;
+      for (int64_t q = 0; q < count; ++q) {
+        const int64_t e = a.row_edges[first + q];
+        build_m(plan, path, a.sh + e * a.sh_dim + path.sh_offset, s.m + q * md);
+        s.x[q] = a.x_t + a.neighbour[e] * a.x_dim + path.x_offset;
+        s.w[q] = a.weight + e * a.weight_dim + path.weight_offset;
+      }
+      const EdgeBlock<T> block{count, s.m, s.x, s.w, nullptr, nullptr};
+      fns[p](path.mul, path.dim_in, path.dim_out, block, row + path.out_offset);
+    }
   }
   delete[] fns;
 }
 
 template <typename T>
-void backward_impl(const BackwardArgs<T> &a, int64_t begin, int64_t end, T *scratch)
+void backward_impl(const BackwardArgs<T> &a, int64_t begin, int64_t end, void *memory)
 {
   const KernelPlan<T> &plan = a.plan;
   const int64_t P = plan.num_paths;
   const bool gx = a.grad_x != nullptr, gw = a.grad_weight != nullptr, gs = a.grad_sh != nullptr;
-  FeaturesFn<T> *features = new FeaturesFn<T>[P > 0 ? P : 1];
+  BackwardFn<T> *features = new BackwardFn<T>[P > 0 ? P : 1];
   ShFn<T> *shs = new ShFn<T>[P > 0 ? P : 1];
   for (int64_t p = 0; p < P; ++p) {
     const int64_t d1 = plan.paths[p].dim_in, d3 = plan.paths[p].dim_out;
-    features[p] = gx && gw ? pick_features<true, true, T>(d1, d3)
-                : gx       ? pick_features<true, false, T>(d1, d3)
-                : gw       ? pick_features<false, true, T>(d1, d3)
+    features[p] = gx && gw ? pick_backward<true, true, T>(d1, d3)
+                : gx       ? pick_backward<true, false, T>(d1, d3)
+                : gw       ? pick_backward<false, true, T>(d1, d3)
                            : nullptr;
     shs[p] = pick_sh<T>(d1, d3);
   }
+  Scratch<T> s = carve<T>(memory, a.max_degree, plan.max_m);
 
-  T *gx_acc = scratch;
-  T *m = scratch + a.x_dim;
-  T *G = m + plan.max_m;
   for (int64_t n = begin; n < end; ++n) {
-    if (gx) std::memset(gx_acc, 0, sizeof(T) * a.x_dim);
+    T *gx_row = gx ? a.grad_x + n * a.x_dim : nullptr;
+    if (gx) std::memset(gx_row, 0, sizeof(T) * a.x_dim);
+    const int64_t first = a.col_ptr[n], count = a.col_ptr[n + 1] - first;
+    if (count == 0) continue;
     const T *xn = a.x_t + n * a.x_dim;
-    for (int64_t idx = a.col_ptr[n]; idx < a.col_ptr[n + 1]; ++idx) {
-      const int64_t e = a.col_edges[idx];
-      const T *g = a.grad_out_t + a.centre[e] * a.out_dim;
-      const T *y = a.sh + e * a.sh_dim;
-      const T *we = a.weight + e * a.weight_dim;
-      T *gwe = gw ? a.grad_weight + e * a.weight_dim : nullptr;
-      T *gye = gs ? a.grad_sh + e * a.sh_dim : nullptr;
-      if (gs) std::memset(gye, 0, sizeof(T) * a.sh_dim);
-      for (int64_t p = 0; p < P; ++p) {
-        const KernelPath &path = plan.paths[p];
-        const T *xs = xn + path.x_offset;
-        const T *wp = we + path.weight_offset;
-        const T *gp = g + path.out_offset;
-        if (features[p]) {
-          build_m(plan, path, y + path.sh_offset, m);
-          features[p](path.mul, path.dim_in, path.dim_out, m, xs, wp, gp,
-                      gx ? gx_acc + path.x_offset : nullptr, gw ? gwe + path.weight_offset : nullptr);
-        }
-        if (gs) {
-          shs[p](path.mul, path.dim_in, path.dim_out, xs, wp, gp, G);
-          T *gy = gye + path.sh_offset;
+    if (gs)
+      for (int64_t q = 0; q < count; ++q)
+        std::memset(a.grad_sh + a.col_edges[first + q] * a.sh_dim, 0, sizeof(T) * a.sh_dim);
+    for (int64_t p = 0; p < P; ++p) {
+      const KernelPath &path = plan.paths[p];
+      const int64_t md = path.dim_in * path.dim_out;
+      for (int64_t q = 0; q < count; ++q) {
+        const int64_t e = a.col_edges[first + q];
+        s.w[q] = a.weight + e * a.weight_dim + path.weight_offset;
+        s.g[q] = a.grad_out_t + a.centre[e] * a.out_dim + path.out_offset;
+        if (gw) s.gw[q] = a.grad_weight + e * a.weight_dim + path.weight_offset;
+        if (features[p]) build_m(plan, path, a.sh + e * a.sh_dim + path.sh_offset, s.m + q * md);
+      }
+      if (features[p]) {
+        const EdgeBlock<T> block{count, s.m, nullptr, s.w, s.g, s.gw};
+        features[p](path.mul, path.dim_in, path.dim_out, block, xn + path.x_offset,
+                    gx ? gx_row + path.x_offset : nullptr);
+      }
+      if (gs)
+        for (int64_t q = 0; q < count; ++q) {
+          const int64_t e = a.col_edges[first + q];
+          shs[p](path.mul, path.dim_in, path.dim_out, xn + path.x_offset, s.w[q], s.g[q], s.G);
+          T *gy = a.grad_sh + e * a.sh_dim + path.sh_offset;
           for (int64_t z = path.nonzero_begin; z < path.nonzero_end; ++z) {
             const KernelNonzero nz = plan.nonzeros[z];
-            gy[nz.j] += plan.values[z] * G[nz.i * path.dim_out + nz.k];
+            gy[nz.j] += plan.values[z] * s.G[nz.i * path.dim_out + nz.k];
           }
         }
-      }
-    }
-    if (gx) {
-      T *row = a.grad_x + n * a.x_dim;
-      for (int64_t col = 0; col < a.x_dim; ++col) row[col] = gx_acc[a.x_t_pos[col]];
     }
   }
   delete[] features;
@@ -246,19 +372,19 @@ void backward_impl(const BackwardArgs<T> &a, int64_t begin, int64_t end, T *scra
 
 }    // namespace
 
-void forward(const ForwardArgs<float> &args, int64_t begin, int64_t end, float *scratch)
+void forward(const ForwardArgs<float> &args, int64_t begin, int64_t end, void *scratch)
 {
   forward_impl(args, begin, end, scratch);
 }
-void forward(const ForwardArgs<double> &args, int64_t begin, int64_t end, double *scratch)
+void forward(const ForwardArgs<double> &args, int64_t begin, int64_t end, void *scratch)
 {
   forward_impl(args, begin, end, scratch);
 }
-void backward(const BackwardArgs<float> &args, int64_t begin, int64_t end, float *scratch)
+void backward(const BackwardArgs<float> &args, int64_t begin, int64_t end, void *scratch)
 {
   backward_impl(args, begin, end, scratch);
 }
-void backward(const BackwardArgs<double> &args, int64_t begin, int64_t end, double *scratch)
+void backward(const BackwardArgs<double> &args, int64_t begin, int64_t end, void *scratch)
 {
   backward_impl(args, begin, end, scratch);
 }

@@ -8,9 +8,9 @@
 //   out[c, p.out + u*d3 + k] += w[e, p.weight + u] * sum_{i,j} C_p[i,j,k] x[n, p.x + u*d1 + i] Y[e, p.sh + j]
 //
 // computed per edge as M_p = sum_j C_p[:,j,:] Y[e,j] (d1 x d3, independent of the channel u),
-// then out_u += w_u * (x_u M_p). C_p holds e3nn's path weight. Node features and outputs are
-// handled in a "component-major" layout inside each path's slice (index k*mul + u instead of
-// u*d3 + k), so that every inner loop runs over the channel u with unit stride.
+// then out_u += w_u * (x_u M_p). C_p holds e3nn's path weight. The features that are read
+// (x, and grad_out in the backward) come in a "component-major" layout inside each path's
+// slice (index k*mul + u instead of u*d3 + k), so that vectors run over the channel u.
 #ifndef HIENET_OPS_CONVOLUTION_KERNEL_H
 #define HIENET_OPS_CONVOLUTION_KERNEL_H
 
@@ -48,6 +48,7 @@ struct KernelPlan {
 };
 
 // Forward over centres [begin, end). Edges of centre c are row_edges[row_ptr[c] .. row_ptr[c+1]).
+// Every row c in [begin, end) of `out` is written in full.
 template <typename T>
 struct ForwardArgs {
   KernelPlan<T> plan;
@@ -60,13 +61,14 @@ struct ForwardArgs {
   const int64_t *row_ptr;    // [N + 1]
   const int64_t *row_edges;  // [E]
   const int64_t *neighbour;  // [E]
-  const int64_t *out_t_pos;  // [out_dim]: component-major position of each output column
+  int64_t max_degree;        // most edges of any centre
   T *out;                    // [N, out_dim], natural layout
   int64_t out_dim;
 };
 
 // Backward over neighbours [begin, end). Edges of neighbour n are col_edges[col_ptr[n] ..).
-// grad_x (natural layout), grad_sh and grad_weight may each be null (not wanted).
+// grad_x (natural layout), grad_sh and grad_weight may each be null (not wanted); rows of
+// grad_x in [begin, end) and rows of grad_sh / grad_weight of their edges are written in full.
 template <typename T>
 struct BackwardArgs {
   KernelPlan<T> plan;
@@ -81,23 +83,26 @@ struct BackwardArgs {
   const int64_t *col_ptr;    // [N + 1]
   const int64_t *col_edges;  // [E]
   const int64_t *centre;     // [E]
-  const int64_t *x_t_pos;    // [x_dim]: component-major position of each input column
+  int64_t max_degree;        // most edges of any neighbour
   T *grad_x;                 // [N, x_dim] or null
   T *grad_sh;                // [E, sh_dim] or null
   T *grad_weight;            // [E, weight_dim] or null
 };
 
-// Scratch sizes (elements of T) for one call of forward / backward (static: one copy per
-// translation unit, whatever its instruction set).
-static inline int64_t forward_scratch_size(int64_t out_dim, int64_t max_m) { return out_dim + max_m; }
-static inline int64_t backward_scratch_size(int64_t x_dim, int64_t max_m) { return x_dim + 2 * max_m; }
+// Scratch bytes for one call of forward / backward (static: one copy per translation unit,
+// whatever its instruction set).
+static inline int64_t scratch_bytes(int64_t element_size, int64_t max_degree, int64_t max_m)
+{
+  return 4 * static_cast<int64_t>(sizeof(void *)) * max_degree +
+         element_size * (max_degree + 1) * max_m;
+}
 
 #define HIENET_DECLARE_CONVOLUTION_KERNELS(isa)                                                  \
   namespace isa {                                                                                \
-  void forward(const ForwardArgs<float> &args, int64_t begin, int64_t end, float *scratch);     \
-  void forward(const ForwardArgs<double> &args, int64_t begin, int64_t end, double *scratch);   \
-  void backward(const BackwardArgs<float> &args, int64_t begin, int64_t end, float *scratch);   \
-  void backward(const BackwardArgs<double> &args, int64_t begin, int64_t end, double *scratch); \
+  void forward(const ForwardArgs<float> &args, int64_t begin, int64_t end, void *scratch);     \
+  void forward(const ForwardArgs<double> &args, int64_t begin, int64_t end, void *scratch);    \
+  void backward(const BackwardArgs<float> &args, int64_t begin, int64_t end, void *scratch);   \
+  void backward(const BackwardArgs<double> &args, int64_t begin, int64_t end, void *scratch);  \
   }
 
 HIENET_DECLARE_CONVOLUTION_KERNELS(baseline)
