@@ -1,5 +1,5 @@
 """ASE calculator for HIENet models (checkpoints, official checkpoints, exported files)."""
-from typing import List, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -39,6 +39,10 @@ class HIENetCalculator(Calculator):
         `hienet-export`, a bundled model name (`si-demo`), or a `HIENet` module.
     device: 'cpu', 'cuda' or a torch.device.
     dtype: 'float32' or 'float64' (ignored for exported files, which fix their dtype).
+    convolution: kernel of the equivariant convolution for checkpoints and modules: 'fused'
+        (the hienet::convolution operator), 'e3nn' (the reference) or 'auto' (fused when the
+        operator library loads); None keeps the model's setting (config key 'convolution',
+        default 'auto'). Exported files fix theirs at export (`hienet-export --convolution`).
 
     Stress (ASE sign, Voigt xx yy zz yz xz xy) is reported when the cell has a volume, also for
     non-periodic directions (the cell volume is used then).
@@ -51,6 +55,7 @@ class HIENetCalculator(Calculator):
         model: Union[str, torch.nn.Module] = "si-demo",
         device: Union[str, torch.device] = "cpu",
         dtype: str = "float64",
+        convolution: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,6 +77,8 @@ class HIENetCalculator(Calculator):
                 self.model = None
             else:
                 self.model = load_model(path, dtype=self.dtype, device=self.device)
+        if convolution is not None and self.model is not None:
+            self.model.set_convolution(convolution)
         if self.deployed is not None:
             self.species = list(self.deployed.species)
             self.cutoff = self.deployed.cutoff

@@ -8,7 +8,9 @@ that e3nn itself applies (Clebsch-Gordan × path weight, in e3nn's own rounding:
 buffers keep the precision they were built in, usually float32), read off the module by
 evaluating it on unit inputs. So both kernels compute the same function of the same weights.
 """
-from typing import Tuple
+from typing import List, Tuple
+
+import weakref
 
 import torch
 from e3nn import o3
@@ -34,13 +36,29 @@ def resolve_kernel(kernel: str) -> str:
     return kernel
 
 
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def fused_plan(tp: o3.TensorProduct) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(paths [P, 8] int64, coefficients float64) of a 'uvu' TensorProduct with per-edge weights."""
+    """(paths [P, 8] int64, coefficients float64) of a 'uvu' TensorProduct with per-edge weights.
+
+    Remembered per TensorProduct (and the dtype of its constants), so that switching kernels
+    back and forth reads the coefficients off once."""
+    dtypes = tuple(b.dtype for b in tp.buffers())
+    cached = _PLANS.get(tp)
+    if cached is not None and cached[0] == dtypes:
+        return cached[1], cached[2]
+    paths, coefficients = _read_plan(tp)
+    _PLANS[tp] = (dtypes, paths, coefficients)
+    return paths, coefficients
+
+
+def _read_plan(tp: o3.TensorProduct) -> Tuple[torch.Tensor, torch.Tensor]:
     if tp.shared_weights or tp.internal_weights:
         raise ValueError("the fused convolution needs per-edge weights (shared_weights=False)")
     in1, in2, out = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
     s1, s2, so = in1.slices(), in2.slices(), out.slices()
-    rows, blocks, weight_offset = [], [], 0
+    rows, probes, weight_offset = [], [], 0
     for ins in tp.instructions:
         (mul, ir1), (mul2, ir2), (_, ir3) = in1[ins.i_in1], in2[ins.i_in2], out[ins.i_out]
         if ins.connection_mode != "uvu" or not ins.has_weight or mul2 != 1:
@@ -48,28 +66,47 @@ def fused_plan(tp: o3.TensorProduct) -> Tuple[torch.Tensor, torch.Tensor]:
                 "the fused convolution supports weighted 'uvu' paths with a multiplicity-1 "
                 f"second input, got {ins.connection_mode!r} with {mul2}x{ir2}"
             )
-        d1, d2, d3 = ir1.dim, ir2.dim, ir3.dim
-        rows.append([mul, d1, d2, d3, s1[ins.i_in1].start, s2[ins.i_in2].start, so[ins.i_out].start, weight_offset])
-        # unit inputs, channel u = 0, this path's weight only: out = C_p[i, j, :]
-        n = d1 * d2
-        x1 = torch.zeros(n, in1.dim, dtype=torch.float64)
-        x2 = torch.zeros(n, in2.dim, dtype=torch.float64)
-        w = torch.zeros(n, tp.weight_numel, dtype=torch.float64)
-        if mul > 0:
-            r = torch.arange(n)
-            x1[r, s1[ins.i_in1].start + r // d2] = 1.0
-            x2[r, s2[ins.i_in2].start + r % d2] = 1.0
-            w[:, weight_offset] = 1.0
-            c = _evaluate_in_float64(tp, x1, x2, w)[:, so[ins.i_out].start : so[ins.i_out].start + d3]
-        else:
-            c = torch.zeros(n, d3, dtype=torch.float64)
-        blocks.append(c.reshape(-1))
+        rows.append([mul, ir1.dim, ir2.dim, ir3.dim, s1[ins.i_in1].start, s2[ins.i_in2].start,
+                     so[ins.i_out].start, weight_offset])
+        probes.append((ins, ir1.dim, ir2.dim, ir3.dim, weight_offset, mul))
         weight_offset += mul * mul2
     if weight_offset != tp.weight_numel:
         raise ValueError(f"paths use {weight_offset} weights, the TensorProduct has {tp.weight_numel}")
+    blocks = []
+    for first in range(0, len(probes), _PROBE_PATHS):
+        blocks += _probe(tp, probes[first : first + _PROBE_PATHS])
     paths = torch.tensor(rows, dtype=torch.int64).reshape(-1, len(PATH_COLUMNS))
     coefficients = torch.cat(blocks) if blocks else torch.zeros(0, dtype=torch.float64)
     return paths, coefficients
+
+
+_PROBE_PATHS = 8  # paths read off per evaluation of the TensorProduct (bounds its memory)
+
+
+def _probe(tp: o3.TensorProduct, probes) -> List[torch.Tensor]:
+    """C_p[i, j, k] of each probed path, flattened: unit inputs at channel u = 0, one row per
+    (i, j), the path's own weight only, so the path's output slot holds C_p[i, j, :]."""
+    in1, in2, out = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
+    s1, s2, so = in1.slices(), in2.slices(), out.slices()
+    n = sum(d1 * d2 for _, d1, d2, _, _, _ in probes)
+    x1 = torch.zeros(n, in1.dim, dtype=torch.float64)
+    x2 = torch.zeros(n, in2.dim, dtype=torch.float64)
+    w = torch.zeros(n, tp.weight_numel, dtype=torch.float64)
+    row = 0
+    for ins, d1, d2, _, weight_offset, mul in probes:
+        r = torch.arange(d1 * d2)
+        if mul > 0:
+            x1[row + r, s1[ins.i_in1].start + r // d2] = 1.0
+            x2[row + r, s2[ins.i_in2].start + r % d2] = 1.0
+            w[row : row + d1 * d2, weight_offset] = 1.0
+        row += d1 * d2
+    result = _evaluate_in_float64(tp, x1, x2, w)
+    blocks, row = [], 0
+    for ins, d1, d2, d3, _, _ in probes:
+        start = so[ins.i_out].start
+        blocks.append(result[row : row + d1 * d2, start : start + d3].reshape(-1))
+        row += d1 * d2
+    return blocks
 
 
 def _evaluate_in_float64(tp: o3.TensorProduct, x1, x2, w) -> torch.Tensor:

@@ -24,6 +24,7 @@ from e3nn.util.jit import compile_mode
 from torch import nn
 
 from .convolution import FusedConvolution, resolve_kernel
+from .linear import GroupedLinear
 
 _SCALAR_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
 _GATE_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
@@ -108,13 +109,20 @@ class EquivariantBlock(nn.Module):
         )
         self.linear_out = o3.Linear(irreps_mid, irreps_gate_in, biases=False)
         self.register_buffer("denominator", torch.tensor(float(denominator), dtype=torch.float64))
-        self.fused = None  # a FusedConvolution when that kernel is on
+        self.fused = None  # FusedConvolution and GroupedLinear when that kernel is on
+        self.grouped_out = None
         self.set_convolution(convolution)
 
     def set_convolution(self, kernel: str) -> str:
-        """Use the "fused" or "e3nn" kernel ("auto": fused if available); returns the one used."""
+        """Use the "fused" or "e3nn" kernel ("auto": fused if available); returns the one used.
+
+        "fused" also evaluates linear_out one irrep at a time (`GroupedLinear`, same weights)."""
         kernel = resolve_kernel(kernel)
-        self.fused = FusedConvolution(self.tensor_product) if kernel == "fused" else None
+        fused = kernel == "fused"
+        if fused == (self.fused is not None):
+            return kernel
+        self.fused = FusedConvolution(self.tensor_product) if fused else None
+        self.grouped_out = GroupedLinear(self.linear_out) if fused else None
         return kernel
 
     @property
@@ -132,15 +140,16 @@ class EquivariantBlock(nn.Module):
         h = self.linear_in(x)
         weight = self.radial_mlp(radial)
         # the operator has CPU kernels only so far: on a GPU the e3nn kernel runs
-        if self.fused is not None and not h.is_cuda:
+        if self.fused is not None and self.grouped_out is not None and not h.is_cuda:
             summed = self.fused(h, edge_index, sh, weight)
+            h = self.grouped_out(summed, self.linear_out.weight, 1.0 / self.denominator)
         else:
             centre, neighbour = edge_index[0], edge_index[1]
             messages = self.tensor_product(h[neighbour], sh, weight)
             summed = torch.zeros(
                 (x.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
             ).index_add_(0, centre, messages)
-        h = self.linear_out(summed / self.denominator)
+            h = self.linear_out(summed / self.denominator)
         return self.gate(h + skip)
 
     def extra_repr(self) -> str:
