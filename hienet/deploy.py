@@ -85,8 +85,13 @@ class DeployedModel:
         self.dtype = _DTYPES[self.metadata["dtype"]]
 
     def __call__(self, species, edge_index, edge_vec, n_local: int):
-        """The raw module call: (energy, atom_energy, edge_grad), see export/FORMAT.md."""
-        return self.module(species, edge_index, edge_vec, n_local)
+        """The raw module call: (energy, atom_energy, edge_grad), see export/FORMAT.md.
+
+        Run by TorchScript's plain interpreter (no profiling executor), as the C++ runtime
+        does: its specialised autodiff graphs are slower than eager autograd for this model
+        and re-profile on the first calls (export/FORMAT.md, "Evaluation")."""
+        with torch.jit.optimized_execution(False):
+            return self.module(species, edge_index, edge_vec, n_local)
 
     def evaluate(self, atoms) -> Dict[str, Any]:
         """ASE results (energy, free_energy, energies, forces, stress when the cell has a volume)."""

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
@@ -177,6 +178,23 @@ void require_custom_ops(const Metadata &meta, const std::string &path)
   }
 }
 
+// The exported module runs in TorchScript's plain interpreter with eager autograd: the
+// profiling executor's optimised graphs (autodiff subgraphs, re-profiling on new shapes) are
+// slower for this model than eager autograd, and its first calls profile (FORMAT.md).
+class PlainInterpreter {
+ public:
+  PlainInterpreter() : saved_(torch::jit::getGraphExecutorOptimize())
+  {
+    torch::jit::setGraphExecutorOptimize(false);
+  }
+  ~PlainInterpreter() { torch::jit::setGraphExecutorOptimize(saved_); }
+  PlainInterpreter(const PlainInterpreter &) = delete;
+  PlainInterpreter &operator=(const PlainInterpreter &) = delete;
+
+ private:
+  bool saved_;
+};
+
 }    // namespace
 
 // --------------------------------------------------------------------------------------
@@ -306,7 +324,11 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
     edge_vec = edge_vec.to(impl_->device, impl_->dtype, false, true);
 
     std::vector<torch::jit::IValue> inputs{species, edge_index, edge_vec, n_local};
-    torch::jit::IValue out = impl_->module.forward(inputs);
+    torch::jit::IValue out;
+    {
+      PlainInterpreter plain;
+      out = impl_->module.forward(inputs);
+    }
     if (!out.isTuple() || out.toTupleRef().elements().size() != 3)
       throw Error("HIENet model " + in_quotes(impl_->path) +
                   " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
