@@ -5,7 +5,8 @@ builds the whole CMake project once and places
 
 * `hienet/_runtime<EXT_SUFFIX>`   the pybind11 module (the C++ runtime, for Python),
 * `hienet/libhienet_ops.so`       the custom TorchScript operators (hienet::convolution), and
-* `hienet/lammps/hienetplugin.so` the LAMMPS plugin (pair_style hienet),
+* `hienet/lammps/hienetplugin.so` the LAMMPS plugin (a loader) and `hienet_pair.so`
+                                  (pair_style hienet and its runtime),
 
 in the build tree for `pip install .`, and also in the source tree for editable installs
 (`pip install -e .`), where the files must load from the checkout.
@@ -33,6 +34,7 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 PLUGIN_NAME = "hienetplugin.so"
 OPS_LIBRARY_NAME = "libhienet_ops.so"
+PAIR_LIBRARY_NAME = "hienet_pair.so"    # loaded by hienetplugin.so (RTLD_DEEPBIND)
 
 
 def _tool(module: str, attr: str, name: str) -> str | None:
@@ -66,7 +68,8 @@ class CMakeBuild(build_ext):
 
     def _extra_paths(self, ext_path: Path):
         """The files the CMake build puts beside the extension module."""
-        return [self._plugin_path(ext_path), ext_path.parent / OPS_LIBRARY_NAME]
+        plugin = self._plugin_path(ext_path)
+        return [plugin, plugin.parent / PAIR_LIBRARY_NAME, ext_path.parent / OPS_LIBRARY_NAME]
 
     def build_extension(self, ext):
         if not isinstance(ext, CMakeExtension):
