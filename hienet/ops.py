@@ -11,7 +11,7 @@ import torch
 
 LIBRARY_FILE = "libhienet_ops.so"
 #: the operators the library defines (exported files list those they call)
-OPERATORS = ("hienet::convolution", "hienet::convolution_backward")
+OPERATORS = ("hienet::convolution", "hienet::convolution_backward", "hienet::convolution_radial")
 
 
 class OpsLibraryError(RuntimeError):

@@ -123,6 +123,36 @@ def test_gradcheck_first_and_second_order(parity):
     assert torch.autograd.gradgradcheck(fn, inputs)
 
 
+def test_radial_variant_equals_the_operator_on_the_product_to_second_order():
+    """convolution_radial(x, sh, hidden, linear) = convolution(x, sh, hidden @ linear), keeping
+    hidden instead of the weights: values, gradients and gradients of gradients."""
+    b = block("2x0e+1x1e+1x2e", "2x0e+1x1e+1x2e", True, False, torch.float64, lmax=2)
+    x, edge_index, sh, weight = random_graph(b, 4, 9, torch.float64, seed=4)
+    hidden = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    linear = torch.randn(3, weight.shape[1], dtype=torch.float64, requires_grad=True)
+    inputs = (x.requires_grad_(), sh.requires_grad_(), hidden, linear)
+    f = b.fused
+
+    def radial(x, sh, hidden, linear):
+        return f.radial(x, edge_index, sh, hidden, linear)
+
+    def plain(x, sh, hidden, linear):
+        return f(x, edge_index, sh, hidden @ linear)
+
+    results = []
+    for fn in (radial, plain):
+        out = fn(*inputs)
+        first = torch.autograd.grad(out.pow(2).sum(), inputs, create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in first), inputs)
+        results.append((out, *first, *second))
+    for ours, ref in zip(*results):
+        assert relative_error(ours, ref) <= 1e-13
+    assert torch.autograd.gradcheck(radial, inputs)
+    assert torch.autograd.gradgradcheck(radial, inputs)
+    with torch.no_grad():    # below autograd: the composite kernel
+        assert relative_error(radial(*inputs), plain(*inputs)) <= 1e-14
+
+
 def test_second_derivatives_match_e3nn():
     """The force-training path: d/dθ of a loss on first derivatives."""
     b = block(V3_SMALL[1], V3_SMALL[2], False, False, torch.float64)

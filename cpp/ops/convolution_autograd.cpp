@@ -146,6 +146,40 @@ class ConvolutionBackwardFunction
   }
 };
 
+// convolution_radial: weight = hidden @ linear is made in the forward and again in the
+// backward, so that only hidden (E x H) is kept between the two.
+class ConvolutionRadialFunction : public torch::autograd::Function<ConvolutionRadialFunction> {
+ public:
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &sh,
+                            const at::Tensor &hidden, const at::Tensor &linear,
+                            const at::Tensor &edge_index, const at::Tensor &paths,
+                            const at::Tensor &coefficients, int64_t out_dim)
+  {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({x, sh, hidden, linear, edge_index, paths, coefficients});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_convolution(x, sh, at::mm(hidden, linear), edge_index, paths, coefficients, out_dim);
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads)
+  {
+    const at::Tensor &grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(8);
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &x = s[0], &sh = s[1], &hidden = s[2], &linear = s[3];
+    const bool need_hidden = ctx->needs_input_grad(2), need_linear = ctx->needs_input_grad(3);
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                   need_hidden || need_linear};
+    // differentiable when the engine builds a graph of the backward (training on forces)
+    at::Tensor weight = at::mm(hidden, linear);
+    auto [gx, gsh, gw] = call_convolution_backward(grad_out, x, sh, weight, s[4], s[5], s[6], mask);
+    weight.reset();
+    at::Tensor g_hidden = need_hidden && gw.defined() ? at::mm(gw, linear.t()) : at::Tensor();
+    at::Tensor g_linear = need_linear && gw.defined() ? at::mm(hidden.t(), gw) : at::Tensor();
+    return {gx, gsh, g_hidden, g_linear, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 at::Tensor convolution_autograd(const at::Tensor &x, const at::Tensor &sh,
                                 const at::Tensor &weight, const at::Tensor &edge_index,
                                 const at::Tensor &paths, const at::Tensor &coefficients,
@@ -167,12 +201,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward_autograd(
           mask[2] ? r[2] : at::Tensor()};
 }
 
+at::Tensor convolution_radial_autograd(const at::Tensor &x, const at::Tensor &sh,
+                                       const at::Tensor &hidden, const at::Tensor &linear,
+                                       const at::Tensor &edge_index, const at::Tensor &paths,
+                                       const at::Tensor &coefficients, int64_t out_dim)
+{
+  check_constants(paths, coefficients);
+  return ConvolutionRadialFunction::apply(x, sh, hidden, linear, edge_index, paths, coefficients,
+                                          out_dim);
+}
+
+// Below autograd, on any device: the product, then the operator of that device.
+at::Tensor convolution_radial_plain(const at::Tensor &x, const at::Tensor &sh,
+                                    const at::Tensor &hidden, const at::Tensor &linear,
+                                    const at::Tensor &edge_index, const at::Tensor &paths,
+                                    const at::Tensor &coefficients, int64_t out_dim)
+{
+  return call_convolution(x, sh, at::mm(hidden, linear), edge_index, paths, coefficients, out_dim);
+}
+
 }    // namespace
 
 TORCH_LIBRARY_IMPL(hienet, Autograd, m)
 {
   m.impl("convolution", &convolution_autograd);
   m.impl("convolution_backward", &convolution_backward_autograd);
+  m.impl("convolution_radial", &convolution_radial_autograd);
+}
+
+TORCH_LIBRARY_IMPL(hienet, CompositeExplicitAutograd, m)
+{
+  m.impl("convolution_radial", &convolution_radial_plain);
 }
 
 }    // namespace ops

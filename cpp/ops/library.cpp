@@ -15,6 +15,11 @@ TORCH_LIBRARY(hienet, m)
       "convolution_backward(Tensor grad_out, Tensor x, Tensor sh, Tensor weight, "
       "Tensor edge_index, Tensor paths, Tensor coefficients, bool[3] output_mask) "
       "-> (Tensor, Tensor, Tensor)");
+  // convolution with weight = hidden @ linear (the radial MLP's last layer) made inside: the
+  // (E, W) weights are not kept for the backward but made again there (convolution.h)
+  m.def(
+      "convolution_radial(Tensor x, Tensor sh, Tensor hidden, Tensor linear, Tensor edge_index, "
+      "Tensor paths, Tensor coefficients, int out_dim) -> Tensor");
   // Which CPU kernels (instruction set) the convolution uses, for benchmarks and bug reports.
   m.def("cpu_capability() -> str", &hienet::ops::cpu_capability);
 }

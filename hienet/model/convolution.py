@@ -131,6 +131,10 @@ def _evaluate_in_float64(tp: o3.TensorProduct, x1, x2, w) -> torch.Tensor:
 class FusedConvolution(nn.Module):
     """(x (N, in), edge_index (2, E), sh (E, dim Y), weight (E, W)) -> Σ over each centre's edges.
 
+    `radial(x, edge_index, sh, hidden, linear)` is the same with weight = hidden @ linear (the
+    radial MLP's output layer) made inside the operator, which then keeps only `hidden` for
+    the backward instead of the (E, W) weights.
+
     `paths` and `coefficients` are plain attributes, not buffers: they are no part of the
     state dict (checkpoints are the same for both kernels) and `.to(dtype)` does not round the
     float64 coefficients (they are cast at each call).
@@ -149,6 +153,20 @@ class FusedConvolution(nn.Module):
         coefficients = self.coefficients.to(dtype=x.dtype)
         return torch.ops.hienet.convolution(
             x, sh, weight, edge_index, self.paths, coefficients, self.out_dim
+        )
+
+    @torch.jit.export
+    def radial(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        sh: torch.Tensor,
+        hidden: torch.Tensor,
+        linear: torch.Tensor,
+    ) -> torch.Tensor:
+        coefficients = self.coefficients.to(dtype=x.dtype)
+        return torch.ops.hienet.convolution_radial(
+            x, sh, hidden, linear, edge_index, self.paths, coefficients, self.out_dim
         )
 
     def extra_repr(self) -> str:

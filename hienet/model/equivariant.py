@@ -108,6 +108,10 @@ class EquivariantBlock(nn.Module):
             torch.nn.functional.silu,
         )
         self.linear_out = o3.Linear(irreps_mid, irreps_gate_in, biases=False)
+        last = getattr(self.radial_mlp, f"layer{len(self.radial_mlp) - 1}")
+        self.radial_layers = len(self.radial_mlp)
+        # e3nn's _Layer without activation: x @ (weight / (h_in var_in / var_out) ** 0.5)
+        self.radial_out_norm = float((last.h_in * last.var_in / last.var_out) ** 0.5)
         self.register_buffer("denominator", torch.tensor(float(denominator), dtype=torch.float64))
         self.fused = None  # FusedConvolution and GroupedLinear when that kernel is on
         self.grouped_out = None
@@ -138,14 +142,21 @@ class EquivariantBlock(nn.Module):
     ) -> torch.Tensor:
         skip = self.skip(x)
         h = self.linear_in(x)
-        weight = self.radial_mlp(radial)
         # the operator has CPU kernels only so far: on a GPU the e3nn kernel runs
         if self.fused is not None and self.grouped_out is not None and not h.is_cuda:
-            summed = self.fused(h, edge_index, sh, weight)
+            # the radial MLP's output layer is applied inside the operator (e3nn's arithmetic:
+            # hidden @ (weight / norm)), which then keeps no (E, W) weights for the backward
+            hidden, linear = radial, radial
+            for i, layer in enumerate(self.radial_mlp):
+                if i + 1 < self.radial_layers:
+                    hidden = layer(hidden)
+                else:
+                    linear = layer.weight / self.radial_out_norm
+            summed = self.fused.radial(h, edge_index, sh, hidden, linear)
             h = self.grouped_out(summed, self.linear_out.weight, 1.0 / self.denominator)
         else:
             centre, neighbour = edge_index[0], edge_index[1]
-            messages = self.tensor_product(h[neighbour], sh, weight)
+            messages = self.tensor_product(h[neighbour], sh, self.radial_mlp(radial))
             summed = torch.zeros(
                 (x.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
             ).index_add_(0, centre, messages)
