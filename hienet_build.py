@@ -3,8 +3,10 @@
 `setup.py` declares one `CMakeExtension("hienet._runtime")`; `CMakeBuild` configures and
 builds the whole CMake project once and places
 
-* `hienet/_runtime<EXT_SUFFIX>`   the pybind11 module (the C++ runtime, for Python), and
-* `hienet/lammps/hienetplugin.so` the LAMMPS plugin (pair_style hienet),
+* `hienet/_runtime<EXT_SUFFIX>`   the pybind11 module (the C++ runtime, for Python),
+* `hienet/libhienet_ops.so`       the custom TorchScript operators (hienet::convolution), and
+* `hienet/lammps/hienetplugin.so` the LAMMPS plugin (a loader) and `hienet_pair.so`
+                                  (pair_style hienet and its runtime),
 
 in the build tree for `pip install .`, and also in the source tree for editable installs
 (`pip install -e .`), where the files must load from the checkout.
@@ -31,6 +33,8 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 PLUGIN_NAME = "hienetplugin.so"
+OPS_LIBRARY_NAME = "libhienet_ops.so"
+PAIR_LIBRARY_NAME = "hienet_pair.so"    # loaded by hienetplugin.so (RTLD_DEEPBIND)
 
 
 def _tool(module: str, attr: str, name: str) -> str | None:
@@ -61,6 +65,11 @@ class CMakeBuild(build_ext):
 
     def _plugin_path(self, ext_path: Path) -> Path:
         return ext_path.parent / "lammps" / PLUGIN_NAME
+
+    def _extra_paths(self, ext_path: Path):
+        """The files the CMake build puts beside the extension module."""
+        plugin = self._plugin_path(ext_path)
+        return [plugin, plugin.parent / PAIR_LIBRARY_NAME, ext_path.parent / OPS_LIBRARY_NAME]
 
     def build_extension(self, ext):
         if not isinstance(ext, CMakeExtension):
@@ -94,20 +103,19 @@ class CMakeBuild(build_ext):
 
         subprocess.run([cmake, "-S", ext.sourcedir, "-B", str(build_dir), *args], check=True)
         subprocess.run([cmake, "--build", str(build_dir), "--parallel", jobs], check=True)
-        for built in (ext_path, self._plugin_path(ext_path)):
+        for built in (ext_path, *self._extra_paths(ext_path)):
             if not built.is_file():
                 raise RuntimeError(f"the CMake build did not produce {built}")
 
-    # -- editable installs: also copy the plugin into the source tree -------------------
+    # -- editable installs: also copy the plugin and the ops library into the source tree --
     def copy_extensions_to_source(self):
         super().copy_extensions_to_source()
         build_py = self.get_finalized_command("build_py")
         for ext in self.extensions:
             inplace_file, regular_file = self._get_inplace_equivalent(build_py, ext)
-            src = self._plugin_path(Path(regular_file))
-            dst = self._plugin_path(Path(inplace_file))
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            self.copy_file(str(src), str(dst), level=self.verbose)
+            for src, dst in zip(self._extra_paths(Path(regular_file)), self._extra_paths(Path(inplace_file))):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                self.copy_file(str(src), str(dst), level=self.verbose)
 
     def _get_output_mapping(self):
         yield from super()._get_output_mapping()
@@ -116,10 +124,11 @@ class CMakeBuild(build_ext):
         build_py = self.get_finalized_command("build_py")
         for ext in self.extensions:
             inplace_file, regular_file = self._get_inplace_equivalent(build_py, ext)
-            yield (str(self._plugin_path(Path(regular_file))), str(self._plugin_path(Path(inplace_file))))
+            for src, dst in zip(self._extra_paths(Path(regular_file)), self._extra_paths(Path(inplace_file))):
+                yield (str(src), str(dst))
 
     def get_outputs(self):
         outputs = list(super().get_outputs())
         for ext in self.extensions:
-            outputs.append(str(self._plugin_path(Path(self.get_ext_fullpath(ext.name)))))
+            outputs.extend(str(p) for p in self._extra_paths(Path(self.get_ext_fullpath(ext.name))))
         return outputs

@@ -41,7 +41,7 @@ setup(
         "hienet.export",
     ],
     package_dir={"hienet.export": "export"},
-    package_data={"hienet": ["data/*", "lammps/*"]},
+    package_data={"hienet": ["data/*", "lammps/*", "libhienet_ops.so"]},
     install_requires=[
         "torch==2.13.0",
         "e3nn==0.6.0",

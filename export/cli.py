@@ -8,6 +8,7 @@ examples:
   hienet-export my_model.pth -o model.pt                    # our checkpoint, float64
   hienet-export HIENet-V3.pth -o hienet-v3.pt --dtype float32   # official checkpoint
   hienet-export si-demo -o si-demo.pt                       # a bundled model by name
+  hienet-export m.pth -o m.pt --convolution e3nn            # without the custom operator
 
 then in LAMMPS:  pair_style hienet model.pt
                  pair_coeff * * Si
@@ -27,6 +28,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], default="float64",
         help="precision of the exported model (default float64; float32 is faster on GPUs)",
+    )
+    parser.add_argument(
+        "--convolution", "--kernel", choices=["fused", "e3nn"], default="fused",
+        help="kernel of the equivariant convolution (default fused: the hienet::convolution "
+        "operator, same numbers as e3nn, several times faster and lighter; the file then needs "
+        "libhienet_ops.so, which hienet's Python package, C++ runtime and LAMMPS plugin load)",
     )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu",
@@ -56,7 +63,8 @@ def main(argv=None) -> int:
         model = load_model(source, dtype=torch.float64)
         n_params = sum(p.numel() for p in model.parameters())
         try:
-            meta = export_model(model, args.output, dtype=args.dtype, device=args.device)
+            meta = export_model(model, args.output, dtype=args.dtype, device=args.device,
+                                convolution=args.convolution)
         except ValueError as err:  # e.g. non-finite weights: name the checkpoint
             raise ValueError(f"{source}: {err}") from None
     except (OSError, ValueError, KeyError, NotImplementedError, RuntimeError) as err:
@@ -70,6 +78,7 @@ def main(argv=None) -> int:
     print(f"  cutoff            {meta['cutoff']:g} Å")
     print(f"  message passing   {layers} layers (receptive field {layers * meta['cutoff']:g} Å)")
     print(f"  dtype             {meta['dtype']}")
+    print(f"  convolution       {meta['convolution']}")
     print(f"  smooth at cutoff  {meta['config']['smooth_invariant']}")
     print(f"  hash              {meta['model_hash']}")
     print(f"  file size         {size / 1e6:.2f} MB")

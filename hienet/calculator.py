@@ -1,5 +1,5 @@
 """ASE calculator for HIENet models (checkpoints, official checkpoints, exported files)."""
-from typing import Union
+from typing import List, Optional, Union
 
 import torch
 from ase.calculators.calculator import Calculator, all_changes
@@ -29,6 +29,10 @@ class HIENetCalculator(Calculator):
     device: 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device (an error if CUDA is asked for
         and torch sees no GPU).
     dtype: 'float32' or 'float64' (ignored for exported files, which fix their dtype).
+    convolution: kernel of the equivariant convolution for checkpoints and modules: 'fused'
+        (the hienet::convolution operator), 'e3nn' (the reference) or 'auto' (fused when the
+        operator library loads); None keeps the model's setting (config key 'convolution',
+        default 'auto'). Exported files fix theirs at export (`hienet-export --convolution`).
 
     Stress (ASE sign, Voigt xx yy zz yz xz xy) is reported when the cell has a volume, also for
     non-periodic directions (the cell volume is used then).
@@ -41,6 +45,7 @@ class HIENetCalculator(Calculator):
         model: Union[str, torch.nn.Module] = "si-demo",
         device: Union[str, torch.device] = "cpu",
         dtype: str = "float64",
+        convolution: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +69,8 @@ class HIENetCalculator(Calculator):
                 self.model = None
             else:
                 self.model = load_model(path, dtype=self.dtype, device=self.device)
+        if convolution is not None and self.model is not None:
+            self.model.set_convolution(convolution)
         if self.deployed is not None:
             self.species = list(self.deployed.species)
             self.cutoff = self.deployed.cutoff

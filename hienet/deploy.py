@@ -79,6 +79,24 @@ def check_outputs(out, n_local: int, num_edges: int, path) -> None:
         raise ValueError(f"exported model {path}: forward() returned shapes {shapes}; expected {expected}")
 
 
+def require_custom_ops(meta: Dict[str, Any], path) -> None:
+    """Load the operator library the file needs, or say which operators are missing."""
+    from . import ops
+
+    needed = list(meta.get("custom_ops", []))
+    missing = ops.missing_operators(needed)
+    if missing:
+        ours = [name for name in missing if name in ops.OPERATORS]
+        where = (
+            f" from the HIENet operator library {ops.library_path()}, which is not loaded "
+            f"({ops.load_error()})" if ours else ""
+        )
+        raise ValueError(
+            f"{path} needs the custom operator(s) {', '.join(missing)}{where}; re-export it "
+            "with `hienet-export --convolution e3nn` to run without them"
+        )
+
+
 class DeployedModel:
     """An exported HIENet file, evaluated exactly as the C++ runtime does."""
 
@@ -87,6 +105,7 @@ class DeployedModel:
         self.device = resolve_device(device)
         self.metadata = read_metadata(self.path)
         verify_archive(self.path, self.metadata)
+        require_custom_ops(self.metadata, self.path)
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as err:
@@ -100,9 +119,13 @@ class DeployedModel:
     def __call__(self, species, edge_index, edge_vec, n_local: int):
         """The raw module call: (energy, atom_energy, edge_grad), see export/FORMAT.md.
 
-        ValueError naming the file if the outputs do not have FORMAT.md's types and shapes."""
+        Run by TorchScript's plain interpreter (no profiling executor), as the C++ runtime
+        does: its specialised autodiff graphs are slower than eager autograd for this model
+        and re-profile on the first calls (export/FORMAT.md, "Evaluation"). ValueError naming
+        the file if the outputs do not have FORMAT.md's types and shapes."""
         try:
-            out = self.module(species, edge_index, edge_vec, n_local)
+            with torch.jit.optimized_execution(False):
+                out = self.module(species, edge_index, edge_vec, n_local)
         except Exception as err:  # TorchScript raises torch.jit.Error / RuntimeError
             message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             raise RuntimeError(f"evaluation of exported model {self.path} failed: {message}") from None

@@ -60,7 +60,9 @@ def test_exported_float32_close_to_eager(structures, smooth_model, exported):
         e1, _, f1, s1 = ase_results(deployed, atoms)
         assert abs(e1 - e0) <= 1e-5 * abs(e0) + 1e-6
         scale = max(np.abs(f0).max(), 1e-3)
-        np.testing.assert_allclose(f1, f0, rtol=0, atol=1e-5 * scale)
+        # + 1e-6: float32 round-off of the energy scale, visible where forces nearly vanish
+        # (the dimer at 4.999 Å: |F| ~ 4e-8 eV/Å, float32 error ~ 1.5e-7 eV/Å)
+        np.testing.assert_allclose(f1, f0, rtol=0, atol=1e-5 * scale + 1e-6)
         np.testing.assert_allclose(s1, s0, rtol=0, atol=1e-5 * max(np.abs(s0).max(), 1e-4))
 
 
@@ -145,7 +147,7 @@ def test_metadata_round_trip_and_stable_hash(tmp_path, smooth_model):
     assert meta["num_message_passing_layers"] == 5
     assert meta["units"] == {"energy": "eV", "length": "Å"}
     assert meta["torch_version"] == torch.__version__
-    assert meta["config"] == json.loads(json.dumps(smooth_model.config))
+    assert meta["config"] == {**json.loads(json.dumps(smooth_model.config)), "convolution": "fused"}
     other = make_model("small", seed=12)
     assert model_hash(other) != hashes[0]
 

@@ -3,8 +3,9 @@
 The toy model of the other LAMMPS tests obeys export/FORMAT.md by construction; this checks
 the real thing end to end: a HIENet network (the `tiny` preset, random non-trivial weights,
 3 message-passing layers, 3.6 Å cutoff so that the ghost shell stays small), exported with
-`hienet.export.exporter.export_model` (scripted + frozen), run by LAMMPS in serial and on
-2 and 3 ranks, against `hienet.deploy.DeployedModel` (the project's Python loader).
+`hienet.export.exporter.export_model` (scripted + frozen, with the hienet::convolution
+operator), run by LAMMPS in serial and on 2 and 3 ranks, against `hienet.deploy.DeployedModel`
+(the project's Python loader) and against the eager model on e3nn's kernel (ASE calculator).
 """
 import numpy as np
 import pytest
@@ -106,6 +107,27 @@ def test_mpi_matches_serial(mpi_runs, nprocs):
         for field in ("energies", "forces", "atom_virial", "centroid_virial", "virial"):
             np.testing.assert_allclose(getattr(parallel, field), getattr(serial, field), rtol=0,
                                        atol=ROUNDOFF, err_msg=f"{name} on {nprocs} ranks: {field}")
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_fused_export_matches_eager_e3nn_reference(exported, mpi_runs, nprocs, tmp_path):
+    """The exported file runs the hienet::convolution operator; the reference is the eager
+    model on e3nn's tensor product (ASE calculator), in serial and on 2 ranks."""
+    from hienet.calculator import HIENetCalculator
+    from hienet.deploy import read_metadata
+
+    assert read_metadata(exported)["custom_ops"] == ["hienet::convolution_radial"]
+    calc = HIENetCalculator(tiny_model(), convolution="e3nn")
+    assert calc.model.convolution == "e3nn"
+    for name in NAMES:
+        system, lmp = SYSTEMS[name], mpi_runs[nprocs][name]
+        R = write_data(tmp_path / f"{name}.data", system)
+        atoms = system.atoms.copy()
+        atoms.calc = calc
+        n = len(atoms)
+        assert abs(lmp.energy - atoms.get_potential_energy()) / n <= TOL64, name
+        np.testing.assert_allclose(lmp.energies, atoms.get_potential_energies(), rtol=0, atol=TOL64, err_msg=name)
+        np.testing.assert_allclose(lmp.forces, atoms.get_forces() @ R.T, rtol=0, atol=TOL64, err_msg=name)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -35,8 +35,10 @@ def test_edge_counts_match_official_neighbour_list(structures):
         assert ours == theirs
 
 
-def test_small_float64(structures, official_small):
-    calc = HIENetCalculator(official_small, dtype="float64")
+@pytest.mark.parametrize("kernel", ["fused", "e3nn"])
+def test_small_float64(structures, official_small, kernel):
+    calc = HIENetCalculator(official_small, dtype="float64", convolution=kernel)
+    assert calc.model.convolution == kernel
     refs = load_reference("small/reference_outputs.json")
     for atoms, ref in zip(structures, refs):
         assert graph_of_atoms(atoms, 5.0).num_edges == ref["num_edges"]
@@ -68,7 +70,8 @@ def test_full_hienet_v3_architecture(structures, official_full_state, dtype, ref
 
     model, config = model_from_official(official_full_state, dtype=torch.float64)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 7_510_280
-    calc = HIENetCalculator(model, dtype=dtype)
+    calc = HIENetCalculator(model, dtype=dtype, convolution="fused")
+    assert calc.model.convolution == "fused"    # the hienet::convolution operator
     # The big model costs seconds per structure on 2 cores: every structure kind, the
     # 64-atom and 40-atom cells only in float64.
     picks = range(12) if dtype == "float64" else [1, 2, 3, 5, 6, 7, 8, 9, 11]

@@ -102,6 +102,18 @@ Metadata parse_metadata(const std::string &text, const std::string &path)
   meta.hienet_version = optional_string(metadata_keys::hienet_version);
   meta.torch_version = optional_string(metadata_keys::torch_version);
   meta.model_hash = optional_string(metadata_keys::model_hash);
+  meta.convolution = optional_string(metadata_keys::convolution);
+
+  // custom TorchScript operators the file calls (e.g. "hienet::convolution")
+  v = find(metadata_keys::custom_ops);
+  if (v) {
+    if (!v->is_array()) throw missing(metadata_keys::custom_ops);
+    for (const auto &op : *v) {
+      if (!op.is_string() || op.get_ref<const std::string &>().find("::") == std::string::npos)
+        throw missing(metadata_keys::custom_ops);
+      meta.custom_ops.push_back(op.get<std::string>());
+    }
+  }
   return meta;
 }
 

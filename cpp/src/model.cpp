@@ -8,7 +8,9 @@
 #include "staged.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
@@ -104,6 +106,40 @@ torch::Device pick_device(const Options &options)
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank % count));
 }
 
+// A file that calls custom operators (hienet::convolution) loads only where they are
+// registered: libhienet_ops.so is linked into every user of this runtime, so a miss means a
+// broken installation or a file from a newer hienet.
+void require_custom_ops(const Metadata &meta, const std::string &path)
+{
+  for (const std::string &name : meta.custom_ops) {
+    if (c10::Dispatcher::singleton().findOp(c10::OperatorName(name, ""))) continue;
+    const bool ours = name.rfind("hienet::", 0) == 0;
+    throw Error("HIENet model file " + in_quotes(path) + " needs the custom operator " + name +
+                (ours ? ", which is not registered: the HIENet operator library "
+                        "libhienet_ops.so (installed next to hienet's _runtime module) is not "
+                        "loaded or is older than the file"
+                      : ", which is not registered in this process") +
+                "; re-export with `hienet-export --convolution e3nn` to run without it");
+  }
+}
+
+// The exported module runs in TorchScript's plain interpreter with eager autograd: the
+// profiling executor's optimised graphs (autodiff subgraphs, re-profiling on new shapes) are
+// slower for this model than eager autograd, and its first calls profile (FORMAT.md).
+class PlainInterpreter {
+ public:
+  PlainInterpreter() : saved_(torch::jit::getGraphExecutorOptimize())
+  {
+    torch::jit::setGraphExecutorOptimize(false);
+  }
+  ~PlainInterpreter() { torch::jit::setGraphExecutorOptimize(saved_); }
+  PlainInterpreter(const PlainInterpreter &) = delete;
+  PlainInterpreter &operator=(const PlainInterpreter &) = delete;
+
+ private:
+  bool saved_;
+};
+
 }    // namespace
 
 // --------------------------------------------------------------------------------------
@@ -159,6 +195,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   if (threads > 0) at::set_num_threads(threads);
   impl_->threads = at::get_num_threads();
 
+  require_custom_ops(impl_->meta, path);
   try {
     impl_->module = torch::jit::load(path, impl_->device);
   } catch (const c10::Error &e) {
@@ -306,7 +343,11 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
   try {
     GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
     std::vector<torch::jit::IValue> inputs{t.species, t.edge_index, t.edge_vec, n_local};
-    torch::jit::IValue out = impl_->module.forward(inputs);
+    torch::jit::IValue out;
+    {
+      PlainInterpreter plain;
+      out = impl_->module.forward(inputs);
+    }
     if (!out.isTuple() || out.toTupleRef().elements().size() != 3)
       throw Error("HIENet model " + in_quotes(impl_->path) +
                   " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
@@ -353,6 +394,7 @@ void Model::evaluate_exchange(const Graph &g, FeatureExchange &exchange, AtomVir
   torch::Tensor edge_grad;
   try {
     GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
+    PlainInterpreter plain;
     StagedOutput out = evaluate_staged(impl_->module, impl_->path, impl_->meta.exchange_widths,
                                        t.species, t.edge_index, t.edge_vec, n_local, exchange);
     edge_grad = out.edge_grad.to(torch::kCPU, torch::kFloat64).contiguous();

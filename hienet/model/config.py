@@ -23,7 +23,14 @@ DEFAULTS: Dict[str, Any] = {
     "smooth_invariant": True,  # multiply invariant-layer messages by the cutoff envelope
     "shift": 0.0,  # per-species energy shift (list) or one value (eV)
     "scale": 1.0,  # per-species energy scale (list) or one value
+    # Kernel of the equivariant convolution, not part of the architecture (same weights, same
+    # numbers): "fused" (torch.ops.hienet.convolution), "e3nn" (the reference) or "auto"
+    # (fused when the operator library loads).
+    "convolution": "auto",
 }
+
+#: config keys that choose an implementation, not the function: left out of model hashes
+IMPLEMENTATION_KEYS = ("convolution",)
 
 _SMALL_IRREPS = ["32x0e+8x1e+4x2e", "32x0e+8x1e+4x2e+2x3e", "32x0e+8x1e+4x2e+2x3e", "32x0e"]
 _V3_IRREPS = [
@@ -98,6 +105,12 @@ def validate_config(config: Dict[str, Any]) -> Dict[str, Any]:
     last = o3.Irreps(config["hidden_irreps"][-1])
     if any(ir != o3.Irrep("0e") for _, ir in last):
         raise ValueError(f"the last entry of 'hidden_irreps' must be scalars (Nx0e), got {last}")
+    from .convolution import KERNELS
+
+    if config["convolution"] not in KERNELS:
+        raise ValueError(
+            f"config key 'convolution' must be one of {list(KERNELS)}, got {config['convolution']!r}"
+        )
     if float(config["conv_denominator"]) <= 0:
         raise ValueError("config key 'conv_denominator' must be positive")
     n = len(species)

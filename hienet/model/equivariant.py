@@ -10,6 +10,10 @@ radial MLP (no biases, SiLU) of the enveloped radial embedding b, so messages va
 smoothly at the cutoff. The tensor product keeps every path whose output irrep has l no
 larger than the block's output (only 0e for the last block). With `parity=False` (the
 official HIENet setting) all irreps are labelled even, which admits parity-violating paths.
+
+The sum over neighbours runs on one of two kernels with the same weights (`set_convolution`):
+"e3nn" (per-edge messages from e3nn's TensorProduct, then index_add; the reference) or
+"fused" (`torch.ops.hienet.convolution`, see `hienet.model.convolution`).
 """
 from typing import List, Tuple
 
@@ -18,6 +22,9 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from e3nn.util.jit import compile_mode
 from torch import nn
+
+from .convolution import FusedConvolution, resolve_kernel
+from .linear import GroupedLinear
 
 _SCALAR_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
 _GATE_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
@@ -65,6 +72,8 @@ def convolution_paths(
 class EquivariantBlock(nn.Module):
     """Node features `irreps_in` → `irreps_out`; reads edge_index, radial (E, B), sh (E, dim Y)."""
 
+    __jit_unused_properties__ = ["convolution"]
+
     def __init__(
         self,
         irreps_in,
@@ -74,6 +83,7 @@ class EquivariantBlock(nn.Module):
         radial_hidden: List[int],
         denominator: float,
         last: bool = False,
+        convolution: str = "e3nn",
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -98,7 +108,30 @@ class EquivariantBlock(nn.Module):
             torch.nn.functional.silu,
         )
         self.linear_out = o3.Linear(irreps_mid, irreps_gate_in, biases=False)
+        last = getattr(self.radial_mlp, f"layer{len(self.radial_mlp) - 1}")
+        self.radial_layers = len(self.radial_mlp)
+        # e3nn's _Layer without activation: x @ (weight / (h_in var_in / var_out) ** 0.5)
+        self.radial_out_norm = float((last.h_in * last.var_in / last.var_out) ** 0.5)
         self.register_buffer("denominator", torch.tensor(float(denominator), dtype=torch.float64))
+        self.fused = None  # FusedConvolution and GroupedLinear when that kernel is on
+        self.grouped_out = None
+        self.set_convolution(convolution)
+
+    def set_convolution(self, kernel: str) -> str:
+        """Use the "fused" or "e3nn" kernel ("auto": fused if available); returns the one used.
+
+        "fused" also evaluates linear_out one irrep at a time (`GroupedLinear`, same weights)."""
+        kernel = resolve_kernel(kernel)
+        fused = kernel == "fused"
+        if fused == (self.fused is not None):
+            return kernel
+        self.fused = FusedConvolution(self.tensor_product) if fused else None
+        self.grouped_out = GroupedLinear(self.linear_out) if fused else None
+        return kernel
+
+    @property
+    def convolution(self) -> str:
+        return "e3nn" if self.fused is None else "fused"
 
     def forward(
         self,
@@ -110,15 +143,29 @@ class EquivariantBlock(nn.Module):
     ) -> torch.Tensor:
         # n_out >= 0: only rows 0..n_out-1 are computed (every centre must be < n_out); the
         # other rows are only gathered as neighbours (ghost atoms of a multi-rank graph).
-        centre, neighbour = edge_index[0], edge_index[1]
         n = x.shape[0] if n_out < 0 else n_out
         skip = self.skip(x[:n])
         h = self.linear_in(x)
-        messages = self.tensor_product(h[neighbour], sh, self.radial_mlp(radial))
-        summed = torch.zeros(
-            (n, messages.shape[1]), dtype=messages.dtype, device=messages.device
-        ).index_add_(0, centre, messages)
-        h = self.linear_out(summed / self.denominator)
+        # the operator has CPU kernels only so far: on a GPU the e3nn kernel runs
+        if self.fused is not None and self.grouped_out is not None and not h.is_cuda:
+            # the radial MLP's output layer is applied inside the operator (e3nn's arithmetic:
+            # hidden @ (weight / norm)), which then keeps no (E, W) weights for the backward
+            hidden, linear = radial, radial
+            for i, layer in enumerate(self.radial_mlp):
+                if i + 1 < self.radial_layers:
+                    hidden = layer(hidden)
+                else:
+                    linear = layer.weight / self.radial_out_norm
+            # the operator returns a row per node of x; rows >= n have no edges (zeros)
+            summed = self.fused.radial(h, edge_index, sh, hidden, linear)[:n]
+            h = self.grouped_out(summed, self.linear_out.weight, 1.0 / self.denominator)
+        else:
+            centre, neighbour = edge_index[0], edge_index[1]
+            messages = self.tensor_product(h[neighbour], sh, self.radial_mlp(radial))
+            summed = torch.zeros(
+                (n, messages.shape[1]), dtype=messages.dtype, device=messages.device
+            ).index_add_(0, centre, messages)
+            h = self.linear_out(summed / self.denominator)
         return self.gate(h + skip)
 
     def extra_repr(self) -> str:

@@ -17,6 +17,7 @@ from e3nn.util.jit import compile_mode
 from torch import nn
 
 from .config import validate_config
+from .convolution import resolve_kernel
 from .equivariant import EquivariantBlock
 from .invariant import InvariantAttentionLayer
 from .radial import RadialEmbedding
@@ -64,6 +65,8 @@ class HIENet(nn.Module):
     forward(species (N,), edge_index (2, E), edge_vec (E, 3)) -> atom energies (N,)
     """
 
+    __jit_unused_properties__ = ["convolution"]
+
     def __init__(self, config: Dict[str, Any]):
         super().__init__()
         config = validate_config(config)
@@ -97,6 +100,7 @@ class HIENet(nn.Module):
                     list(config["radial_mlp_hidden"]),
                     config["conv_denominator"],
                     last=(k == len(irreps) - 2),
+                    convolution=config["convolution"],
                 )
                 for k in range(len(irreps) - 1)
             ]
@@ -108,6 +112,19 @@ class HIENet(nn.Module):
         self.num_interactions = len(self.interactions)
         # invariant layer + equivariant blocks: the receptive field is this × cutoff
         self.num_message_passing_layers = 1 + self.num_interactions
+
+    def set_convolution(self, kernel: str) -> str:
+        """Switch every equivariant block to the "fused" or "e3nn" kernel ("auto": fused if the
+        operator library loads); the weights and the numbers stay the same. Returns the kernel."""
+        used = [block.set_convolution(kernel) for block in self.interactions]
+        self.config["convolution"] = kernel
+        return used[0] if used else resolve_kernel(kernel)
+
+    @property
+    def convolution(self) -> str:
+        """The kernel in use: "fused" or "e3nn"."""
+        kinds = {block.convolution for block in self.interactions}
+        return kinds.pop() if len(kinds) == 1 else "e3nn"
 
     # Stages, in order. Composing them is `forward`. n_out >= 0 computes only the first n_out
     # rows of a message-passing stage (the owned atoms of a multi-rank graph, FORMAT.md).

@@ -6,6 +6,8 @@ For an edge from source s to target t (messages are summed at t):
     e   = W_e b(r)                                   (b = radial embedding)
     α   = q ⊙ MLP_k([k_t, k_s, e]) / sqrt(C)
     m   = MLP_m([v_t, v_s, e]) ⊙ sigmoid(LayerNorm_α(α))        (no softmax)
+
+(the first layer of each MLP is applied block-wise, its node blocks per node: `_edge_linear`)
     out = W_o Σ_s m
 
 followed by the double (reset/update) gate of the node state:
@@ -65,9 +67,13 @@ class InvariantAttentionLayer(nn.Module):
         x_out = x if n_out < 0 else x[:n_out]
         q, k, v = self.query(x_out), self.key(x), self.value(x)
         e = self.edge(radial)
-        key = self.key_mlp(torch.cat([k[target], k[source], e], dim=-1))
+        first = self.key_mlp[0]
+        pre = self._edge_linear(first.weight, first.bias, k, e, target, source)
+        key = self.key_mlp[2](self.key_mlp[1](pre))
         alpha = q[target] * key * self.inv_sqrt_c
-        message = self.message_mlp(torch.cat([v[target], v[source], e], dim=-1))
+        first = self.message_mlp[0]
+        pre = self._edge_linear(first.weight, first.bias, v, e, target, source)
+        message = self.message_mlp[2](self.message_mlp[1](pre))
         message = message * torch.sigmoid(self.attention_norm(alpha))
         if self.smooth:
             message = message * envelope
@@ -78,6 +84,22 @@ class InvariantAttentionLayer(nn.Module):
         update = torch.sigmoid(self.update_gate(x_out))
         candidate = (1.0 - update) * x_out + update * nn.functional.softplus(self.output_norm(out))
         return (1.0 - update) * (reset * x_out) + update * candidate
+
+    def _edge_linear(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        x: torch.Tensor,
+        e: torch.Tensor,
+        target: torch.Tensor,
+        source: torch.Tensor,
+    ) -> torch.Tensor:
+        """The MLPs' first layer on [x_t, x_s, e], split by input block:
+        W [x_t; x_s; e] + b = (W_t x)_t + (W_s x)_s + W_e e + b, so the node parts are computed
+        per node (N rows, not E) and no (E, 3C) concatenation is made or kept for the backward."""
+        c, h = self.channels, weight.shape[0]
+        nodes = nn.functional.linear(x, torch.cat([weight[:, :c], weight[:, c : 2 * c]], dim=0))
+        return nodes[:, :h][target] + nodes[:, h:][source] + nn.functional.linear(e, weight[:, 2 * c :], bias)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, smooth={self.smooth}"

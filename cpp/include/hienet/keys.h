@@ -44,6 +44,8 @@ constexpr const char *torch_version = "torch_version";
 constexpr const char *model_hash = "model_hash";
 constexpr const char *exchange_widths = "exchange_widths";    // format version 2
 constexpr const char *archive_digest = "archive_digest";
+constexpr const char *convolution = "convolution";
+constexpr const char *custom_ops = "custom_ops";
 
 }    // namespace metadata_keys
 }    // namespace hienet

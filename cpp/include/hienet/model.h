@@ -73,6 +73,8 @@ struct Metadata {
   // evaluate_exchange() exchanges before each of them
   std::vector<int> exchange_widths;
   std::string archive_digest;           // "sha1:..." of the archive's records, checked on load
+  std::string convolution;              // "fused" or "e3nn" (empty in files that omit it)
+  std::vector<std::string> custom_ops;  // e.g. "hienet::convolution": must be registered
   std::string json;                     // the raw metadata.json text
 };
 
