@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 import torch
 
+from ._runtime import configure_allocator
 from .ase_convert import results_from_outputs, species_indices
 from .devices import resolve_device
 from .graph import graph_of_atoms
@@ -103,6 +104,7 @@ class DeployedModel:
     def __init__(self, path, device="cpu"):
         self.path = Path(path)
         self.device = resolve_device(device)
+        configure_allocator()  # as the C++ runtime does (cpp/include/hienet/allocator.h)
         self.metadata = read_metadata(self.path)
         verify_archive(self.path, self.metadata)
         require_custom_ops(self.metadata, self.path)

@@ -5,10 +5,12 @@
 
    This file includes LAMMPS headers and therefore must never include torch headers
    (LAMMPS bundles fmt 10, torch fmt 12, with the same include guards); the runtime is
-   reached through hienet/model.h only.
+   reached through hienet/model.h and hienet/allocator.h only.
 ------------------------------------------------------------------------------------------ */
 
 #include "pair_hienet.h"
+
+#include "hienet/allocator.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -183,12 +185,13 @@ void PairHIENet::load_model()
                    "  model {}: format {}, hienet {}, {}\n"
                    "  species ({}): {}\n"
                    "  cutoff {} A, {} message-passing layers, receptive field {} A, dtype {}\n"
-                   "  device {}, {} torch thread(s) per rank (HIENET_NUM_THREADS)\n",
+                   "  device {}, {} torch thread(s) per rank (HIENET_NUM_THREADS)\n"
+                   "  memory: {}\n",
                    HIENET_VERSION, HIENET_GIT, hienet::torch_version(), model_path,
                    m.format_version, m.hienet_version.empty() ? "?" : m.hienet_version,
                    m.model_hash.empty() ? "no hash" : m.model_hash, m.species.size(),
                    join(m.species), m.cutoff, m.num_message_passing_layers, receptive, m.dtype,
-                   model->device(), model->num_threads());
+                   model->device(), model->num_threads(), hienet::configure_allocator());
     if (!m.torch_version.empty() &&
         major_minor(m.torch_version) != major_minor(hienet::torch_version()))
       error->warning(FLERR,

@@ -1,5 +1,6 @@
 // pybind11 module hienet._runtime: the C++ runtime, driven from Python (tests, debugging).
 // It exchanges numpy arrays only, so it does not need torch's Python bindings.
+#include "hienet/allocator.h"
 #include "hienet/model.h"
 
 #include <pybind11/numpy.h>
@@ -141,6 +142,10 @@ PYBIND11_MODULE(_runtime, m)
         return py::module_::import("json").attr("loads")(hienet::read_metadata(path).json);
       },
       py::arg("path"), "Validated metadata.json of an exported model file, as a dict.");
+
+  m.def("configure_allocator", &hienet::configure_allocator,
+        "Keep the model's per-step tensors in malloc's heap (hienet/allocator.h; "
+        "HIENET_MALLOC=system: leave malloc alone); returns what is in effect.");
 
   m.def("archive_digest", &hienet::archive_digest, py::arg("path"),
         "Recompute the archive digest of an exported file (export/FORMAT.md, Integrity).");

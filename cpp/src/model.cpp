@@ -3,6 +3,7 @@
 #include "hienet/model.h"
 
 #include "archive.h"
+#include "hienet/allocator.h"
 #include "hienet/keys.h"
 #include "metadata.h"
 #include "staged.h"
@@ -191,6 +192,7 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   impl_->dtype = impl_->meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->device = pick_device(options);
 
+  configure_allocator();
   int threads = resolve_threads(options.num_threads);
   if (threads > 0) at::set_num_threads(threads);
   impl_->threads = at::get_num_threads();
