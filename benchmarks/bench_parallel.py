@@ -4,8 +4,7 @@
 For diamond Si (rattled, read from the same data file by every run) and the bundled si-demo
 model exported in float32 and float64, this prints per configuration
 
-* us/atom/step of the LAMMPS loop (fix nve), timed after 5 warm-up steps (TorchScript
-  optimises its graphs during the first calls),
+* us/atom/step of the LAMMPS loop (fix nve), timed after 5 warm-up steps,
 * the parallel efficiency t1 / (R * tR) against one rank (graph local),
 * nodes (local + ghost) and edges per rank, from the pair style's log line (max over ranks),
 * peak memory (VmHWM, the maximum resident set) of each rank,
@@ -24,9 +23,9 @@ subdomains) for both modes, computed from the density and edges per atom measure
     python benchmarks/bench_parallel.py --sizes 4096 --dtypes float64 --ranks 2 --steps 5
 
 One torch thread per rank (--threads sets HIENET_NUM_THREADS). --json FILE also writes the
-numbers. Memory: e3nn's tensor products keep about 0.6 MB per atom (float64) for the
-backward pass, so 32,768 atoms on one rank need about 20 GB, and graph ghost on 2 ranks
-more; --no-ghost skips graph ghost.
+numbers. Memory: with the fused convolution (the default export) si-demo keeps about 0.25 MB
+per atom (float64) for the backward pass, so 32,768 atoms fit on one rank of a 24 GB machine;
+graph ghost on 2 ranks needs more; --no-ghost skips graph ghost.
 """
 from __future__ import annotations
 
