@@ -8,8 +8,8 @@ Columns: time per atom and step for each kernel and their ratio; the fused opera
 of a fused step (torch profiler: hienet::convolution + its backward, self time); the peak
 resident memory of one step in a fresh subprocess (VmHWM: the model, the graph and the
 step's tensors) for each kernel and their ratio. `si-demo` is the bundled checkpoint, the
-other names are config presets with random weights. Each time is the median of `--repeats`
-steps after one warm-up (the fastest counts), atoms moved between steps (as in MD). Ratios are only meaningful
+other names are config presets with random weights. Each time is the fastest of `--repeats`
+steps after one warm-up, atoms moved between steps (as in MD). Ratios are only meaningful
 within one run on one machine.
 """
 import argparse

@@ -4,6 +4,7 @@
 #include "hienet/model.h"
 
 #include <cstdlib>
+#include <initializer_list>
 #include <mutex>
 
 #if defined(__GLIBC__)
@@ -13,9 +14,6 @@
 namespace hienet {
 
 namespace {
-
-constexpr int kMmapThreshold = 32 << 20;        // glibc's maximum on 64-bit systems
-constexpr int kTrimThreshold = 1 << 30;
 
 bool env_set(const char *name)
 {
@@ -30,12 +28,15 @@ std::string apply()
   if (!want.empty() && want != "tuned" && want != "system")
     throw Error("HIENET_MALLOC must be 'tuned' or 'system', got '" + want + "'");
   if (want == "system") return "malloc left alone (HIENET_MALLOC=system)";
-  if (env_set("MALLOC_MMAP_THRESHOLD_") || env_set("MALLOC_TRIM_THRESHOLD_"))
-    return "malloc left alone (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ set)";
+  for (const char *name : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"})
+    if (env_set(name)) return std::string("malloc left alone (") + name + " is set)";
 #if defined(__GLIBC__)
-  // mallopt returns 1 on success; a replaced malloc (jemalloc, tcmalloc) ignores it or fails
-  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1)
-    return "glibc malloc: mmap threshold 32 MB, trim threshold 1 GB (HIENET_MALLOC=system: defaults)";
+  // mallopt returns 1 on success; a replaced malloc (jemalloc, tcmalloc) ignores it or fails.
+  // M_MMAP_MAX 0: no block is mapped on its own (any size comes from the heap); M_TRIM_THRESHOLD
+  // -1: the heap is never trimmed (glibc's documented "disable trimming").
+  if (mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, -1) == 1)
+    return "glibc malloc without mmap and trimming, each step reuses the last one's pages "
+           "(HIENET_MALLOC=system: glibc defaults)";
   return "malloc left alone (mallopt refused the settings)";
 #else
   return "malloc left alone (not glibc)";
