@@ -4,7 +4,7 @@ from typing import List, Optional, Union
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from ._runtime import configure_allocator
+from .allocator import configure_allocator
 from .ase_convert import results_from_outputs, species_indices
 from .devices import resolve_device
 from .graph import graph_of_atoms
@@ -54,7 +54,7 @@ class HIENetCalculator(Calculator):
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
-        configure_allocator()  # every step's tensors reuse the heap (cpp/include/hienet/allocator.h)
+        configure_allocator()  # every step's tensors reuse the heap (hienet/allocator.py)
         self.deployed = None
         if isinstance(model, torch.nn.Module):
             self.model = model.to(dtype=self.dtype, device=self.device).eval()

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import torch
 
-from ._runtime import configure_allocator
+from .allocator import configure_allocator
 from .ase_convert import results_from_outputs, species_indices
 from .devices import resolve_device
 from .graph import graph_of_atoms

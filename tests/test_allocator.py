@@ -1,4 +1,5 @@
-"""The runtime keeps the model's per-step tensors in malloc's heap (cpp/include/hienet/allocator.h).
+"""The runtime keeps the model's per-step tensors in malloc's heap: the C++ runtime
+(cpp/include/hienet/allocator.h, hienet._runtime) and the Python loaders (hienet/allocator.py).
 
 glibc reports how many blocks it holds as separate mappings (mallinfo2().hblks): with its
 defaults blocks of 16 and 256 MB are (mapped and unmapped, page-faulted on every step); after
@@ -25,7 +26,7 @@ libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-from hienet._runtime import configure_allocator
+from hienet.{module} import configure_allocator
 print(configure_allocator())
 before = libc.mallinfo2().hblks
 blocks = [libc.malloc(16 << 20), libc.malloc(256 << 20)]
@@ -35,8 +36,12 @@ for block in blocks:
 """
 
 
-def probe(env):
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**os.environ, **env},
+MODULES = ["_runtime", "allocator"]
+
+
+def probe(env, module):
+    code = PROBE.replace("{module}", module)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                          capture_output=True, text=True)
     return out.returncode, out.stdout + out.stderr
 
@@ -48,15 +53,17 @@ def probe(env):
     ({"MALLOC_MMAP_THRESHOLD_": "131072"}, 2, "MALLOC_MMAP_THRESHOLD_ is set"),
     ({"MALLOC_TRIM_THRESHOLD_": "131072"}, 2, "MALLOC_TRIM_THRESHOLD_ is set"),
 ])
-def test_heap_keeps_step_sized_blocks(env, mapped, said):
-    code, out = probe({"HIENET_MALLOC": "", **env})
+@pytest.mark.parametrize("module", MODULES)
+def test_heap_keeps_step_sized_blocks(env, mapped, said, module):
+    code, out = probe({"HIENET_MALLOC": "", **env}, module)
     assert code == 0, out
     assert said in out
     assert f"mapped {mapped}" in out
 
 
-def test_bad_setting_is_named():
-    code, out = probe({"HIENET_MALLOC": "jemalloc"})
+@pytest.mark.parametrize("module", MODULES)
+def test_bad_setting_is_named(module):
+    code, out = probe({"HIENET_MALLOC": "jemalloc"}, module)
     assert code != 0
     assert "HIENET_MALLOC must be 'tuned' or 'system', got 'jemalloc'" in out
 
