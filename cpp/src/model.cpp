@@ -326,6 +326,29 @@ void add_edge_results(const Graph &g, const double *grad, int nv, Result &r)
   r.virial[5] = W[5];
 }
 
+// r.energy and r.atom_energy from the model's outputs (any device, any float dtype).
+void store_energies(const torch::Tensor &energy, const torch::Tensor &atom_energy, Result &r)
+{
+  const torch::Tensor e = atom_energy.to(torch::kCPU, torch::kFloat64).contiguous();
+  if (energy.numel() != 1 || e.numel() != static_cast<int64_t>(r.atom_energy.size()))
+    throw Error("the model returned " + std::to_string(energy.numel()) + " energies and " +
+                std::to_string(e.numel()) + " atom energies; expected 1 and " +
+                std::to_string(r.atom_energy.size()));
+  r.energy = energy.item<double>();
+  std::memcpy(r.atom_energy.data(), e.data_ptr<double>(), sizeof(double) * r.atom_energy.size());
+}
+
+// Runs one evaluation of the module; a torch error becomes hienet::Error naming the file.
+template <typename Evaluation>
+void run_model(const std::string &path, Evaluation &&evaluation)
+{
+  try {
+    evaluation();
+  } catch (const c10::Error &e) {
+    throw Error("evaluation of HIENet model " + in_quotes(path) + " failed: " + short_message(e));
+  }
+}
+
 }    // namespace
 
 void Model::validate(const Graph &g) const
@@ -342,7 +365,7 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
   if (g.num_nodes == 0) return;    // an empty domain: explicit zeros, the model is not called
 
   torch::Tensor edge_grad;
-  try {
+  run_model(impl_->path, [&] {
     GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
     std::vector<torch::jit::IValue> inputs{t.species, t.edge_index, t.edge_vec, n_local};
     torch::jit::IValue out;
@@ -365,13 +388,8 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
                   std::to_string(atom_energy.numel()) + " values, edge_grad " +
                   c10::str(edge_grad.sizes()) + "; expected 1, " + std::to_string(n_local) +
                   ", [" + std::to_string(E) + ", 3]");
-    r.energy = energy.item<double>();
-    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
-                sizeof(double) * static_cast<size_t>(n_local));
-  } catch (const c10::Error &e) {
-    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
-                short_message(e));
-  }
+    store_energies(energy, atom_energy, r);
+  });
   add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
 }
 
@@ -394,20 +412,14 @@ void Model::evaluate_exchange(const Graph &g, FeatureExchange &exchange, AtomVir
   }
 
   torch::Tensor edge_grad;
-  try {
+  run_model(impl_->path, [&] {
     GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
     PlainInterpreter plain;
     StagedOutput out = evaluate_staged(impl_->module, impl_->path, impl_->meta.exchange_widths,
                                        t.species, t.edge_index, t.edge_vec, n_local, exchange);
     edge_grad = out.edge_grad.to(torch::kCPU, torch::kFloat64).contiguous();
-    torch::Tensor atom_energy = out.atom_energy.to(torch::kCPU).contiguous();
-    r.energy = out.energy.item<double>();
-    std::memcpy(r.atom_energy.data(), atom_energy.data_ptr<double>(),
-                sizeof(double) * static_cast<size_t>(n_local));
-  } catch (const c10::Error &e) {
-    throw Error("evaluation of HIENet model " + in_quotes(impl_->path) + " failed: " +
-                short_message(e));
-  }
+    store_energies(out.energy, out.atom_energy, r);
+  });
   add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
 }
 
