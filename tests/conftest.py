@@ -78,3 +78,13 @@ def held_out_path(tmp_path_factory):
         check=True, capture_output=True,
     )
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a GPU: skip them, saying why, where torch sees none."""
+    if torch.cuda.is_available():
+        return
+    reason = f"no CUDA device (torch {torch.__version__}, cuda {torch.version.cuda}): runs in tests/gpu/run.sh"
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
