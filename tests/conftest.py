@@ -88,3 +88,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def torch_2_14_include():
+    """torch 2.14.1's C++ headers (the CUDA 13.0 build pip takes from local disk), or a skip
+    that says why: compile-only checks of C++20 and of the CUDA sources."""
+    from torch_headers import torch_include
+
+    include, why = torch_include("2.14.1")
+    if include is None:
+        pytest.skip(why)
+    return include
