@@ -344,3 +344,30 @@ def test_bad_deviation_options(toys, tmp_path):
                tmp_path, f"{pair} every 2 file {tmp_path}/d.out",
                extra=f"compute d all hienet/deviation\nfix 1 all nve\ndump x all custom 3 {tmp_path}/x.dump id c_d",
                run="run 3")
+
+
+def test_explore_example(ensemble, tmp_path):
+    """examples/lammps/in.explore as shipped (console lmp), then hienet-eval on its dump
+    (6 significant digits of positions: the deviations agree to about 1e-4)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hienet.evaluation.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "lammps" / "in.explore"
+    lmp = Path(sys.executable).parent / "lmp"
+    models = [ensemble["first"], ensemble["p1"]]
+    env = dict(os.environ)
+    if os.environ.get("HIENET_PLUGIN_DIR"):      # a development build, as lammps_helpers finds it
+        env["LAMMPS_PLUGIN_PATH"] = os.environ["HIENET_PLUGIN_DIR"]
+    proc = subprocess.run([str(lmp), "-in", str(example), "-var", "models", " ".join(models), "-var", "steps", "20",
+                           "-var", "cells", "2", "-log", "none", "-nocite"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ERROR" not in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    lammps = read_devi(tmp_path / "model_devi.out")
+    assert list(lammps[:, 0]) == [0, 10, 20]
+    assert main([models[0], str(tmp_path / "explore.dump"), "--ensemble", models[1], "-o", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    np.testing.assert_allclose(read_devi(tmp_path / "e" / "model_devi.out"), lammps, rtol=1e-3, atol=1e-6)
