@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -117,20 +118,21 @@ int HIENetDeviation::parse(int narg, char **arg, int iarg)
       utils::missing_cmd_args(FLERR, "pair_style hienet deviation " + key, error);
     const std::string value = arg[iarg + 1];
     if (key == "every") {
-      if (!utils::is_integer(value) || std::stol(value) < 1 ||
-          std::stol(value) > std::numeric_limits<int>::max())
+      const long long n = utils::is_integer(value) ? std::strtoll(value.c_str(), nullptr, 10) : 0;
+      if (n < 1 || n > std::numeric_limits<int>::max())    // strtoll saturates, never throws
         error->all(FLERR, "pair_style hienet deviation every {}: the interval must be a "
                    "positive integer (timesteps)", value);
-      every = static_cast<int>(std::stol(value));
+      every = static_cast<int>(n);
       have_every = true;
     } else if (key == "file") {
       file = value;
     } else if (key == "relative") {
-      if (!utils::is_double(value) || !(std::stod(value) > 0.0) || !std::isfinite(std::stod(value)))
+      const double x = utils::is_double(value) ? std::strtod(value.c_str(), nullptr) : 0.0;
+      if (!(x > 0.0) || !std::isfinite(x))
         error->all(FLERR, "pair_style hienet deviation relative {}: EPS must be a positive "
                    "number (force units), added to |<F_i>| in sigma_i / (|<F_i>| + EPS)", value);
       relative = true;
-      eps = std::stod(value);
+      eps = x;
     } else {    // atomic
       if (value == "yes") atomic = true;
       else if (value == "no") atomic = false;

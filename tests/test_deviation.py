@@ -325,12 +325,16 @@ def test_bad_deviation_options(toys, tmp_path):
             lammps_error(tmp_path, f"{pair} every 0"))
     assert ("pair_style hienet deviation every ten: the interval must be a positive integer" in
             lammps_error(tmp_path, f"{pair} every ten"))
+    assert ("pair_style hienet deviation every 99999999999999999999: the interval must be a positive integer" in
+            lammps_error(tmp_path, f"{pair} every 99999999999999999999"))
+    assert ("pair_style hienet deviation relative 1e999: EPS must be a positive number" in
+            lammps_error(tmp_path, f"{pair} every 5 relative 1e999"))
     assert ("pair_style hienet deviation relative -1: EPS must be a positive number" in
             lammps_error(tmp_path, f"{pair} every 5 relative -1"))
     assert "pair_style hienet deviation atomic maybe: use yes or no" in \
         lammps_error(tmp_path, f"{pair} every 5 atomic maybe")
     assert "pair_style hienet deviation needs 'every N'" in lammps_error(tmp_path, f"{pair} file x.out")
-    assert f"pair_style hienet deviation needs at least two model files" in \
+    assert "pair_style hienet deviation needs at least two model files" in \
         lammps_error(tmp_path, f"hienet {base} deviation every 5")
     assert ("several model files (an ensemble) need 'deviation every N file FILE'" in
             lammps_error(tmp_path, f"hienet {base} {seed}"))
