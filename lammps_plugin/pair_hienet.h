@@ -3,6 +3,8 @@
    runtime (cpp/) on an exported TorchScript model (export/FORMAT.md).
 
      pair_style hienet model.pt [device auto|cpu|cuda] [graph auto|local|exchange|ghost]
+     pair_style hienet m1.pt m2.pt ... deviation every N [file FILE] [relative EPS]
+                       [atomic yes|no] [device ...] [graph ...]   (ensemble: hienet_deviation.h)
      pair_coeff * * El1 El2 ... ElN        (one element per atom type; NULL skips a type
                                             under pair_style hybrid)
 
@@ -41,6 +43,7 @@ PairStyle(hienet,PairHIENet);
 #include "pair.h"
 
 #include "hienet/model.h"
+#include "hienet_deviation.h"
 #include "hienet_exchange.h"
 #include "hienet_graph.h"
 #include "hienet_units.h"
@@ -62,6 +65,7 @@ class PairHIENet : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   double memory_usage() override;
+  void *extract(const char *, int &) override;
 
   // graph exchange: LAMMPS calls these during comm->forward/reverse_comm(this)
   int pack_forward_comm(int, int *, double *, int, int *) override;
@@ -86,6 +90,7 @@ class PairHIENet : public Pair {
   HIENetGraph graph;
   HIENetExchange exchange;
   hienet::Result result;
+  HIENetDeviation deviation;        // the models after the first (ensemble)
 
   void allocate();
   void load_model();

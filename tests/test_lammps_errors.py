@@ -81,7 +81,7 @@ def test_unknown_keyword(model, tmp_path):
     message = lammps_error(tmp_path, model=model, pair_style_args="device gpu")
     assert "Unknown pair_style hienet device 'gpu': use auto, cpu or cuda" in message
     message = lammps_error(tmp_path, model=model, pair_style_args="precision double")
-    assert "Unknown pair_style hienet keyword 'precision' (known: device, graph)" in message
+    assert "Unknown pair_style hienet keyword 'precision' (known: device, graph, deviation)" in message
 
 
 def test_newton_pair_off_on_several_ranks(model, tmp_path):

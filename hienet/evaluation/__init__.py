@@ -5,6 +5,7 @@
     diatomics.py   E(r), F(r) of atom pairs and their metrics
     plots.py       parity, error-histogram, training-curve and diatomic PNGs
     report.py      predictions extxyz, JSON/CSV summaries, printed tables
+    deviation.py   model deviation of an ensemble on trajectory frames (--ensemble, --select)
     cli.py         the `hienet-eval` command (and its Python entry points)
 """
 from .cli import evaluate_diatomics, evaluate_test_set, training_curve_png

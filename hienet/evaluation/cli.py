@@ -7,11 +7,15 @@ Examples::
     hienet-eval HIENet-V3.pth --diatomics --pairs Si-Si,Si-O
     hienet-eval ckpt.pth --diatomics --smooth-invariant both   # official vs smooth invariant layer
     hienet-eval --training-curve runs/si-demo/metrics.csv
+    hienet-eval m1.pt traj.dump --ensemble m2.pt m3.pt --type-map Si,O --select 0.05 0.3
 
 MODEL is our checkpoint (.pth), an official HIENet checkpoint, a file written by
 hienet-export, or a bundled model name (si-demo). Files written to -o DIR (default
 hienet-eval-output): summary.json, summary.csv, structures.csv, predictions.extxyz,
-parity.png, errors.png; with --diatomics: diatomics.png, diatomics.json, diatomics.csv.
+parity.png, errors.png; with --diatomics: diatomics.png, diatomics.json, diatomics.csv;
+with --ensemble (model deviation of unlabelled frames, extxyz or LAMMPS dump, see
+hienet/evaluation/deviation.py): model_devi.out, deviation.png, deviation.json and, with
+--select, candidates.extxyz.
 Units: energy meV/atom, forces meV/Å (per component), stress GPa (per Voigt component).
 """
 import argparse
@@ -214,6 +218,16 @@ def main(argv=None) -> int:
     parser.add_argument("--r-max", type=float, help="--diatomics: longest distance (Å, default cutoff + 1)")
     parser.add_argument("--step", type=float, default=STEP, help=f"--diatomics: distance step (Å, default {STEP})")
     parser.add_argument("--training-curve", metavar="METRICS_CSV", help="plot a hienet-train metrics.csv and exit")
+    parser.add_argument("--ensemble", nargs="+", metavar="M", help="more models: model deviation of MODEL and "
+                        "these on the frames of DATA (extxyz or LAMMPS dump), written as model_devi.out")
+    parser.add_argument("--type-map", help="--ensemble on a LAMMPS dump without an element column: the "
+                        "element of each atom type in order, e.g. Si,O")
+    parser.add_argument("--select", nargs=2, type=float, metavar=("LO", "HI"), help="--ensemble: write the "
+                        "frames with LO <= max_devi_f < HI (eV/Å) to candidates.extxyz")
+    parser.add_argument("--relative", type=float, metavar="EPS", help="--ensemble: force deviation relative to "
+                        "|<F_i>| + EPS (eV/Å)")
+    parser.add_argument("--atomic", action="store_true", help="--ensemble: per-atom force deviations in "
+                        "model_devi.out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -230,6 +244,18 @@ def main(argv=None) -> int:
         if not args.model:
             parser.error("MODEL is required (or --training-curve METRICS_CSV)")
         output = args.output or DEFAULT_OUTPUT
+        if args.ensemble:
+            from .deviation import evaluate_ensemble
+
+            if not args.data:
+                parser.error("--ensemble needs DATA (an extxyz or a LAMMPS dump)")
+            evaluate_ensemble([args.model, *args.ensemble], args.data, output, type_map=args.type_map,
+                              select=args.select, relative=args.relative, atomic=args.atomic,
+                              device=args.device, dtype=args.dtype, batch_size=args.batch_size or 16,
+                              progress=not args.no_progress)
+            return 0
+        if args.type_map or args.select or args.relative is not None or args.atomic:
+            return fail("--type-map, --select, --relative and --atomic go with --ensemble")
         common = dict(device=args.device, dtype=args.dtype, smooth_invariant=args.smooth_invariant,
                       progress=not args.no_progress)
         if args.diatomics:

@@ -20,9 +20,9 @@ import torch
 
 from ..ase_convert import species_indices, voigt
 from ..calculator import HIENetCalculator
+from ..ensemble import member_outputs
 from ..graph import graph_of_atoms
 from ..graph import keys as K
-from ..model.forces import evaluate, forces_from_edge_gradient, virial_from_edge_gradient
 
 
 @dataclass
@@ -80,6 +80,24 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------
     def _predict_batch(self, frames: Sequence, names: Sequence[str]) -> Iterator[Prediction]:
+        species_t, edge_index_t, edge_vec_t, batch, num_atoms = self.joined_graph(frames, names)
+        atom_energy, forces, virial = self._evaluate(species_t, edge_index_t, edge_vec_t, batch, len(frames))
+        atom_energy = atom_energy.detach().double().cpu().numpy()
+        forces = forces.detach().double().cpu().numpy()
+        virial = virial.detach().double().cpu().numpy()
+        bounds = np.concatenate([[0], np.cumsum(num_atoms)])
+        for b, atoms in enumerate(frames):
+            lo, hi = bounds[b], bounds[b + 1]
+            energies = atom_energy[lo:hi]
+            volume = abs(atoms.cell.volume)
+            stress = None
+            if volume > 0:
+                sigma = -virial[b] / volume
+                stress = voigt(0.5 * (sigma + sigma.T))
+            yield Prediction(float(energies.sum()), energies.copy(), forces[lo:hi].copy(), stress)
+
+    def joined_graph(self, frames: Sequence, names: Sequence[str]):
+        """(species, edge_index, edge_vec, batch, num_atoms) of `frames` as one disjoint graph."""
         species, edge_index, edge_vec, num_atoms = [], [], [], []
         offset = 0
         for atoms, name in zip(frames, names):
@@ -96,34 +114,12 @@ class Predictor:
         edge_vec_t = torch.as_tensor(np.concatenate(edge_vec), dtype=self.dtype, device=dev)
         counts = torch.as_tensor(num_atoms, dtype=torch.long, device=dev)
         batch = torch.repeat_interleave(torch.arange(len(frames), device=dev), counts)
-        atom_energy, forces, virial = self._evaluate(species_t, edge_index_t, edge_vec_t, batch, len(frames))
-        atom_energy = atom_energy.detach().double().cpu().numpy()
-        forces = forces.detach().double().cpu().numpy()
-        virial = virial.detach().double().cpu().numpy()
-        bounds = np.concatenate([[0], np.cumsum(num_atoms)])
-        for b, atoms in enumerate(frames):
-            lo, hi = bounds[b], bounds[b + 1]
-            energies = atom_energy[lo:hi]
-            volume = abs(atoms.cell.volume)
-            stress = None
-            if volume > 0:
-                sigma = -virial[b] / volume
-                stress = voigt(0.5 * (sigma + sigma.T))
-            yield Prediction(float(energies.sum()), energies.copy(), forces[lo:hi].copy(), stress)
+        return species_t, edge_index_t, edge_vec_t, batch, num_atoms
 
     def _evaluate(self, species, edge_index, edge_vec, batch, num_graphs: int):
         """(atom_energy (N,), forces (N, 3), virial (B, 3, 3)) of a batched graph."""
-        deployed = self.calculator.deployed
-        if deployed is None:
-            out = evaluate(self.calculator.model, species, edge_index, edge_vec, batch, num_graphs)
-            return out[K.ATOM_ENERGY], out[K.FORCES], out[K.VIRIAL]
-        n = int(species.shape[0])
-        _, atom_energy, grad = deployed(species, edge_index, edge_vec, n)
-        # forces and virial in double precision, as the C++ runtime and DeployedModel do
-        grad, edge_vec = grad.detach().double(), edge_vec.double()
-        forces = forces_from_edge_gradient(grad, edge_index, n)
-        virial = virial_from_edge_gradient(grad, edge_vec, batch[edge_index[0]], num_graphs)
-        return atom_energy, forces, virial
+        out = member_outputs(self.calculator, species, edge_index, edge_vec, batch, num_graphs)
+        return out[K.ATOM_ENERGY], out[K.FORCES], out[K.VIRIAL]
 
 
 
