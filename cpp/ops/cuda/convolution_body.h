@@ -37,9 +37,13 @@
 
 #if defined(__CUDACC__)
 #define HIENET_HOST_DEVICE __host__ __device__
-#define HIENET_UNROLL _Pragma("unroll")
 #else
 #define HIENET_HOST_DEVICE
+#endif
+// unrolled on the device (register arrays); the host compilers ignore nvcc's pragma
+#if defined(__CUDA_ARCH__)
+#define HIENET_UNROLL _Pragma("unroll")
+#else
 #define HIENET_UNROLL
 #endif
 

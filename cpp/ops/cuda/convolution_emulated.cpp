@@ -12,7 +12,7 @@
 // after the block's shared memory (an overrun fails the call).
 #include "convolution_launch.h"
 
-#include <ATen/ATen.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 #include <cstring>
