@@ -102,14 +102,15 @@ LAYOUTS = {
 }
 
 
-def graph(layout, dtype, seed=0):
-    """6 nodes, 14 edges in random order: node 5 has no edges, node 0 only sends, node 1 only
-    receives, node 2 is the centre of at least 5 edges (several tiles when tiles are small)."""
+def graph(layout, dtype, seed=0, num_nodes=6, num_edges=14, hub=5):
+    """Random features and edges in random order: the last node has no edges, node 0 only
+    sends, node 1 only receives, node 2 is the centre of at least `hub` edges (several tiles
+    when tiles are small). Returns x, sh, weight, edge_index, grad_out."""
     g = torch.Generator().manual_seed(seed)
-    N, E = 6, 14
-    centre = torch.randint(1, 5, (E,), generator=g)
-    centre[:5] = 2
-    neighbour = torch.randint(0, 5, (E,), generator=g)
+    N, E = num_nodes, num_edges
+    centre = torch.randint(1, N - 1, (E,), generator=g)
+    centre[:hub] = 2
+    neighbour = torch.randint(0, N - 1, (E,), generator=g)
     neighbour[neighbour == 1] = 3
     perm = torch.randperm(E, generator=g)
     edge_index = torch.stack([centre, neighbour])[:, perm]
@@ -141,7 +142,7 @@ def test_emulated_kernels_match_the_cpu_operator(name, dtype):
     args = (layout.paths, layout.coefficients.to(dtype))
     tol = TOLERANCE[dtype]
     ref = torch.ops.hienet.convolution(x, sh, weight, edge_index, *args, layout.out_dim)
-    assert (ref[5] == 0).all() and (ref[0] == 0).all()    # no incoming edges
+    assert (ref[-1] == 0).all() and (ref[0] == 0).all()    # no incoming edges
     ref_grads = {mask: torch.ops.hienet.convolution_backward(grad_out, x, sh, weight, edge_index,
                                                              *args, list(mask)) for mask in MASKS}
     results = {}
