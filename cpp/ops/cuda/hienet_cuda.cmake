@@ -54,6 +54,9 @@ endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 
+# torch's CMake adds -gencode flags for TORCH_CUDA_ARCH_LIST (or for the GPU it detects) to
+# CMAKE_CUDA_FLAGS: drop them, so that HIENET_CUDA_ARCHS alone decides the kernels' targets
+string(REGEX REPLACE "-gencode[ =]+arch=[^ ]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
 # the kernels include no torch header: C++17 for every torch
 add_library(hienet_ops_cuda_kernels OBJECT "${_hienet_cuda_dir}/convolution_kernels.cu")
 set_target_properties(hienet_ops_cuda_kernels PROPERTIES
