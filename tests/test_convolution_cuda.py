@@ -239,3 +239,20 @@ def test_cuda_training_gradients_match_the_cpu():
     assert any("radial_mlp" in n for n in grads["cuda"])    # reached through the operator
     for name, ref in grads["cpu"].items():
         assert relative_error(grads["cuda"][name], ref) <= 1e-10, name
+
+
+@pytest.mark.cuda
+def test_cuda_bad_input_is_the_cpu_operators_error():
+    require_cuda_kernels()
+    layout = v3_layout(1, False)
+    x, sh, weight, edge_index, _ = graph(layout, torch.float32)
+    args = (layout.paths, layout.coefficients.float(), layout.out_dim)
+    gpu = on(CUDA, (x, sh, weight, edge_index))
+    torch.ops.hienet.convolution(*gpu, *args)
+    gpu[3][1, 7] = 6    # after a first call with the same tensor: checked again
+    with pytest.raises(RuntimeError, match="edge 7 has node index 6, outside 0..5"):
+        torch.ops.hienet.convolution(*gpu, *args)
+    with pytest.raises(RuntimeError, match="one dtype"):
+        torch.ops.hienet.convolution(gpu[0].double(), *gpu[1:3], edge_index.cuda(), *args)
+    with pytest.raises(RuntimeError, match="the CUDA kernel got tensors on another device"):
+        torch.ops.hienet.convolution(gpu[0], sh, gpu[2], edge_index.cuda(), *args)

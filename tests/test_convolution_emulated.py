@@ -252,3 +252,26 @@ def test_irreps_beyond_l7_are_refused_by_name():
     assert torch.ops.hienet.convolution(x, sh, weight, edge_index, paths, coefficients, 34).shape == (3, 34)
     with pytest.raises(RuntimeError, match="path 0 has an irrep of dimension 17; the GPU kernels handle dimensions up to 15"):
         torch.ops.hienet_emulated.convolution(x, sh, weight, edge_index, paths, coefficients, 34)
+
+
+def test_an_edge_index_is_checked_again_after_it_changes():
+    """The index check runs once per edge_index tensor and node count (it costs a copy to the
+    host on a GPU), and again after an in-place write or with another node count."""
+    layout = from_block(V3_SMALL[1], V3_SMALL[2], False, False)
+    x, sh, weight, edge_index, _ = graph(layout, torch.float64)
+    args = (layout.paths, layout.coefficients, layout.out_dim)
+    op = torch.ops.hienet_emulated.convolution
+    first = op(x, sh, weight, edge_index, *args)
+    assert torch.equal(op(x, sh, weight, edge_index, *args), first)
+    with pytest.raises(RuntimeError, match=r"edge \d+ has node index 4, outside 0..3"):
+        op(x[:4], sh, weight, edge_index, *args)    # fewer nodes
+    edge_index[1, 3] = 99
+    with pytest.raises(RuntimeError, match="edge 3 has node index 99, outside 0..5"):
+        op(x, sh, weight, edge_index, *args)
+    edge_index[1, 3] = 0
+    with torch.inference_mode():    # no version counter: checked every time
+        fresh = edge_index.clone()
+        op(x, sh, weight, fresh, *args)
+        fresh[0, 2] = -1
+        with pytest.raises(RuntimeError, match="edge 2 has node index -1"):
+            op(x, sh, weight, fresh, *args)
