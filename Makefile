@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.hienet-installed
 BUILD_INPUTS := requirements.txt setup.py hienet_build.py CMakeLists.txt \
 	$(shell find cpp lammps_plugin -type f 2>/dev/null)
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo clean check-cuda-build
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ test: venv
 
 demo: venv
 	$(BIN)/python examples/run_demo.py
+
+# opt-in, not part of `make test`: the whole project compiled and linked against torch
+# 2.14.1's CUDA build (venv and build tree in ~/.cache/hienet-cuda-build, about 6 GB)
+check-cuda-build:
+	tests/cuda_build/check.sh
 
 clean:
 	rm -rf build $(VENV)

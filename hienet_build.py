@@ -4,7 +4,8 @@
 builds the whole CMake project once and places
 
 * `hienet/_runtime<EXT_SUFFIX>`   the pybind11 module (the C++ runtime, for Python),
-* `hienet/libhienet_ops.so`       the custom TorchScript operators (hienet::convolution), and
+* `hienet/libhienet_ops.so`       the custom TorchScript operators (hienet::convolution),
+* `hienet/libhienet_ops_emulated.so` its GPU kernels run on the CPU (loaded by tests only), and
 * `hienet/lammps/hienetplugin.so` the LAMMPS plugin (a loader) and `hienet_pair.so`
                                   (pair_style hienet and its runtime),
 
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent
 PLUGIN_NAME = "hienetplugin.so"
 OPS_LIBRARY_NAME = "libhienet_ops.so"
 PAIR_LIBRARY_NAME = "hienet_pair.so"    # loaded by hienetplugin.so (RTLD_DEEPBIND)
+EMULATED_OPS_NAME = "libhienet_ops_emulated.so"    # the GPU kernels on the CPU, tests only
 
 
 def _tool(module: str, attr: str, name: str) -> str | None:
@@ -69,7 +71,8 @@ class CMakeBuild(build_ext):
     def _extra_paths(self, ext_path: Path):
         """The files the CMake build puts beside the extension module."""
         plugin = self._plugin_path(ext_path)
-        return [plugin, plugin.parent / PAIR_LIBRARY_NAME, ext_path.parent / OPS_LIBRARY_NAME]
+        return [plugin, plugin.parent / PAIR_LIBRARY_NAME, ext_path.parent / OPS_LIBRARY_NAME,
+                ext_path.parent / EMULATED_OPS_NAME]
 
     def build_extension(self, ext):
         if not isinstance(ext, CMakeExtension):

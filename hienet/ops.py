@@ -11,7 +11,12 @@ import torch
 
 LIBRARY_FILE = "libhienet_ops.so"
 #: the operators the library defines (exported files list those they call)
-OPERATORS = ("hienet::convolution", "hienet::convolution_backward", "hienet::convolution_radial")
+OPERATORS = (
+    "hienet::convolution",
+    "hienet::convolution_backward",
+    "hienet::convolution_radial",
+    "hienet::convolution_available",
+)
 
 
 class OpsLibraryError(RuntimeError):
@@ -77,3 +82,16 @@ def cpu_capability() -> str:
     """Instruction set of the CPU kernels in use: 'avx512', 'avx2' or 'baseline'."""
     load()
     return torch.ops.hienet.cpu_capability()
+
+
+def has_kernels(device) -> bool:
+    """True when the fused convolution has kernels for tensors on `device` ('cpu', 'cuda',
+    a torch.device): always on the CPU, on a GPU when the library was built with CUDA kernels.
+    Asks torch's dispatcher, as the model does (`hienet.model.convolution.fused_runs_on`)."""
+    if not available():
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
+    return key is not None and all(
+        torch._C._dispatch_has_kernel_for_dispatch_key(name, key)
+        for name in ("hienet::convolution", "hienet::convolution_backward")
+    )

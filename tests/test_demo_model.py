@@ -35,7 +35,7 @@ def test_bundled_files_are_the_same_model():
     meta = read_metadata(exported)
     assert meta["model_hash"] == model_hash(load_model(checkpoint))
     assert meta["species"] == ["Si"] and meta["dtype"] == "float64"
-    assert meta["convolution"] == "fused" and meta["custom_ops"] == ["hienet::convolution_radial"]
+    assert meta["convolution"] == "fused" and meta["custom_ops"] == ["hienet::convolution_available", "hienet::convolution_radial"]
     assert meta["config"]["smooth_invariant"] is True
     # written in the current format, so that multi-rank runs use graph exchange
     from hienet.export import FORMAT_VERSION

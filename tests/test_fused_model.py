@@ -117,7 +117,7 @@ def exports(tmp_path_factory):
 def test_exported_files_name_their_kernel_and_operators(exports, structures):
     fused, e3nn = read_metadata(exports["fused"]), read_metadata(exports["e3nn"])
     assert fused["format_version"] == 2
-    assert fused["convolution"] == "fused" and fused["custom_ops"] == ["hienet::convolution_radial"]
+    assert fused["convolution"] == "fused" and fused["custom_ops"] == ["hienet::convolution_available", "hienet::convolution_radial"]
     assert e3nn["convolution"] == "e3nn" and e3nn["custom_ops"] == []
     assert fused["model_hash"] == e3nn["model_hash"]    # same function, same weights
     a, b = (DeployedModel(exports[k]).evaluate(structures[10]) for k in ("fused", "e3nn"))
@@ -184,7 +184,8 @@ def test_missing_operator_library_is_a_clear_error(exports, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert "needs the custom operator(s) hienet::convolution_radial from the HIENet operator library" in lines[0]
+    assert ("needs the custom operator(s) hienet::convolution_available, hienet::convolution_radial "
+            "from the HIENet operator library") in lines[0]
     assert "libhienet_ops_moved_away.so is missing" in lines[0] and "--convolution e3nn" in lines[0]
     assert lines[1] == "e3nn"    # "auto" falls back to the reference kernel
     assert "libhienet_ops_moved_away.so is missing" in lines[2] and "convolution='e3nn'" in lines[2]

@@ -116,7 +116,7 @@ def test_fused_export_matches_eager_e3nn_reference(exported, mpi_runs, nprocs, t
     from hienet.calculator import HIENetCalculator
     from hienet.deploy import read_metadata
 
-    assert read_metadata(exported)["custom_ops"] == ["hienet::convolution_radial"]
+    assert read_metadata(exported)["custom_ops"] == ["hienet::convolution_available", "hienet::convolution_radial"]
     calc = HIENetCalculator(tiny_model(), convolution="e3nn")
     assert calc.model.convolution == "e3nn"
     for name in NAMES:

@@ -2,8 +2,8 @@
 // neighbours' features, 'uvu' tensor product with the edge spherical harmonics and per-edge
 // path weights, sum onto the centres), and its backward. Torch-side declarations shared by
 // the CPU implementation (convolution_cpu.cpp) and the autograd wrapper
-// (convolution_autograd.cpp); a CUDA implementation registers the same two schemas under
-// TORCH_LIBRARY_IMPL(hienet, CUDA, m) and needs nothing else from here.
+// (convolution_autograd.cpp); the CUDA implementation (cuda/, README.md there) registers the
+// same two schemas under TORCH_LIBRARY_IMPL(hienet, CUDA, m) and needs nothing else from here.
 //
 // Schemas (library.cpp):
 //   convolution(Tensor x, Tensor sh, Tensor weight, Tensor edge_index, Tensor paths,

@@ -18,6 +18,8 @@ from e3nn.util.jit import compile_mode
 from torch import nn
 
 #: the convolution kernels a model can use; "auto" = "fused" when the operator library loads
+#: (on a device without kernels for the operator, e.g. a GPU with a CPU-only build, a "fused"
+#: model runs its e3nn kernel: `fused_runs_on`)
 KERNELS = ("auto", "fused", "e3nn")
 #: columns of the `paths` table (see cpp/ops/convolution.h)
 PATH_COLUMNS = ("mul", "dim_in", "dim_sh", "dim_out", "x_offset", "sh_offset", "out_offset", "weight_offset")
@@ -34,6 +36,13 @@ def resolve_kernel(kernel: str) -> str:
     if kernel == "fused":
         ops.load()
     return kernel
+
+
+def fused_runs_on(device: torch.device) -> bool:
+    """True where the fused operator has kernels: always on the CPU; on a GPU when the operator
+    library was built with CUDA kernels (asked of torch's dispatcher at run time, so a model
+    exported on a CPU machine uses them wherever they exist). Scriptable."""
+    return device.type == "cpu" or torch.ops.hienet.convolution_available(device)
 
 
 _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

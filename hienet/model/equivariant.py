@@ -23,7 +23,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from e3nn.util.jit import compile_mode
 from torch import nn
 
-from .convolution import FusedConvolution, resolve_kernel
+from .convolution import FusedConvolution, fused_runs_on, resolve_kernel
 from .linear import GroupedLinear
 
 _SCALAR_ACT = {1: torch.nn.functional.silu, -1: torch.tanh}
@@ -146,8 +146,8 @@ class EquivariantBlock(nn.Module):
         n = x.shape[0] if n_out < 0 else n_out
         skip = self.skip(x[:n])
         h = self.linear_in(x)
-        # the operator has CPU kernels only so far: on a GPU the e3nn kernel runs
-        if self.fused is not None and self.grouped_out is not None and not h.is_cuda:
+        # on a device without kernels for the operator (a CPU-only build on a GPU) e3nn runs
+        if self.fused is not None and self.grouped_out is not None and fused_runs_on(h.device):
             # the radial MLP's output layer is applied inside the operator (e3nn's arithmetic:
             # hidden @ (weight / norm)), which then keeps no (E, W) weights for the backward
             hidden, linear = radial, radial
