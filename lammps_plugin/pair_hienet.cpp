@@ -300,6 +300,7 @@ void PairHIENet::init_style()
   neighbor->add_request(this, NeighConst::REQ_FULL | (ghost_list ? NeighConst::REQ_GHOST : 0));
   set_comm_sizes();
   log_sizes = true;
+  graph.invalidate();    // atoms may have changed since the last run
 
   const double skin = neighbor->skin;
   if (mode == HIENetGraph::Mode::Ghost) {
@@ -363,10 +364,8 @@ void PairHIENet::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   stop_if_failed_anywhere(nonfinite_position());
 
-  graph.build(mode, list, type_species, model->cutoff() * units.length,
-              model->num_message_passing_layers());
-  graph.edge_vectors_to_angstrom(units);
-  if (log_sizes) report_graph_sizes();
+  graph.update(mode, list, type_species, model->cutoff() * units.length,
+               model->num_message_passing_layers(), units);
   const int n_local = graph.num_local();
   const std::vector<int> &node_atom = graph.nodes();
 
@@ -397,6 +396,7 @@ void PairHIENet::compute(int eflag, int vflag)
     failure = e.what();
   }
   stop_if_failed_anywhere(failure);
+  if (log_sizes) report_graph_sizes();
   hienet_lammps::result_to_lammps_units(result, units);
 
   // accumulate (+=) everywhere, so that pair_style hybrid/overlay works
@@ -498,7 +498,7 @@ void PairHIENet::report_graph_sizes()
   log_sizes = false;
   const double counts[3] = {static_cast<double>(graph.num_local()),
                             static_cast<double>(graph.num_nodes() - graph.num_local()),
-                            static_cast<double>(graph.num_edges())};
+                            static_cast<double>(model->last_step().num_edges)};
   double lo[3], hi[3];
   MPI_Allreduce(counts, lo, 3, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);
