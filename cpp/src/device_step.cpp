@@ -501,7 +501,7 @@ torch::Tensor DeviceStep::group_sum(const torch::Tensor &pair_values, const torc
 {
   if (pair_values.size(0) == 0)    // segment_reduce refuses empty data
     return torch::zeros({topo_.num_nodes, pair_values.size(1)}, pair_values.options());
-  return at::segment_reduce(pair_values.index_select(0, order), "sum", c10::nullopt, c10::nullopt,
+  return at::segment_reduce(pair_values.index_select(0, order), "sum", std::nullopt, std::nullopt,
                             offsets, /*axis=*/0, /*unsafe=*/true);
 }
 
