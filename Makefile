@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.hienet-installed
 BUILD_INPUTS := requirements.txt setup.py hienet_build.py CMakeLists.txt \
 	$(shell find cpp lammps_plugin -type f 2>/dev/null)
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo clean gpu-wheels
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: venv
 
 demo: venv
 	$(BIN)/python examples/run_demo.py
+
+# the wheels tests/gpu/run.sh carries to a GPU machine (tests/gpu/README.md)
+gpu-wheels:
+	bash tests/gpu/prepare.sh
 
 clean:
 	rm -rf build $(VENV)

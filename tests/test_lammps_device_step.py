@@ -16,7 +16,7 @@ from toy_model import write_toy_model
 STEPS = 200
 
 
-def md_script(model, workdir, tag):
+def md_script(model, workdir, tag, steps=STEPS):
     """216 Si at 1500 K, neighbour lists checked every step: many builds in 200 fs."""
     return f"""
 units metal
@@ -35,7 +35,7 @@ fix 1 all nve
 timestep 0.001
 thermo 50
 fix p all print 10 "$(step) $(pe:%.17g) $(etotal:%.17g) $(press:%.17g)" file {workdir}/{tag}energy.txt screen no
-run {STEPS}
+run {steps}
 write_dump all custom {workdir}/{tag}final.txt id x y z fx fy fz modify sort id format float %.17g
 """
 
