@@ -68,18 +68,25 @@ class Budget:
         return self.end - time.monotonic()
 
 
-def export_models(names, kernels, workdir: Path, v3_preset: str) -> dict:
-    """{(model, kernel): file}, float32, the same weights for both kernels."""
+def export_models(names, kernels, workdir: Path, v3_preset: str, ready: Path | None = None) -> dict:
+    """{(model, kernel): file}, float32, the same weights for both kernels; files already in
+    `ready` (exported by an earlier --export-to: written atomically, so present = complete)
+    are taken from there."""
     from bench_lammps import make_model
     from hienet.export.exporter import export_model
 
     files = {}
     for name in names:
-        eager, _ = make_model("si-demo" if name == "si-demo" else v3_preset)
+        eager = None
         for kernel in kernels:
-            path = workdir / f"{name}-{kernel}.pt"
-            export_model(eager, path, dtype="float32", convolution=kernel)
-            files[(name, kernel)] = path
+            stem = f"{name}-{v3_preset if name != 'si-demo' else 'bundled'}-{kernel}.pt"
+            if ready is not None and (ready / stem).is_file():
+                files[(name, kernel)] = ready / stem
+                continue
+            if eager is None:
+                eager, _ = make_model("si-demo" if name == "si-demo" else v3_preset)
+            export_model(eager, workdir / stem, dtype="float32", convolution=kernel)
+            files[(name, kernel)] = workdir / stem
     return files
 
 
@@ -367,6 +374,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="1k and 10k atoms, shorter chunks")
     parser.add_argument("--dry-run", action="store_true",
                         help="on the CPU: 64 atoms, the 'tiny' preset as V3, every code path")
+    parser.add_argument("--export-to", type=Path,
+                        help="only export the models into this folder (tests/gpu/run.sh does it while the tests run)")
+    parser.add_argument("--models-from", type=Path, help="take exported models from this folder where present")
     parser.add_argument("--json", type=Path, help="write the figures here (rewritten after every row)")
     parser.add_argument("--profile-out", type=Path, help="write the profiler tables here")
     args = parser.parse_args(argv)
@@ -379,6 +389,13 @@ def main(argv=None):
         args.top = 8
     if args.quick:
         args.sizes, args.chunk_seconds = [s for s in args.sizes if s <= 20000] or args.sizes[:1], 1.0
+    models = ["si-demo", "hienet-v3"]
+    if args.export_to:
+        args.export_to.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        export_models(models, args.kernels, args.export_to, args.v3_preset)
+        print(f"# exported {models} x {args.kernels} into {args.export_to} in {time.monotonic() - start:.0f} s")
+        return
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     budget = Budget(args.budget)
     started = time.monotonic()
@@ -392,12 +409,11 @@ def main(argv=None):
             args.json.write_text(json.dumps(figures, indent=1))
 
     print(f"# bench_gpu: {json.dumps(figures['machine'])}", flush=True)
-    models = ["si-demo", "hienet-v3"]
     middle = cells_for(sorted(args.sizes)[len(args.sizes) // 2 if len(args.sizes) > 2 else -1])
     sizes = [cells_for(a) for a in args.sizes]
     profile_tables = []
     with tempfile.TemporaryDirectory() as tmp:
-        files = export_models(models, args.kernels, Path(tmp), args.v3_preset)
+        files = export_models(models, args.kernels, Path(tmp), args.v3_preset, args.models_from)
         print(f"# exported in {time.monotonic() - started:.0f} s", flush=True)
         # rows in order of importance: fused lean step first, then e3nn, host step, large sizes
         plan = []
