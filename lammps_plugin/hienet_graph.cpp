@@ -65,7 +65,7 @@ hienet::Graph HIENetGraph::graph() const
     return g;
   }
   // this step's positions: atom->x of every local and ghost atom (LAMMPS keeps it contiguous)
-  auto &p = const_cast<hienet::Pairs &>(pairs);
+  hienet::Pairs &p = pairs;
   p.num_points = static_cast<int64_t>(atom->nlocal) + atom->nghost;
   p.positions = (p.num_points > 0) ? &atom->x[0][0] : nullptr;
   p.length_unit = length_unit;

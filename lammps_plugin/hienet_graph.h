@@ -64,7 +64,7 @@ class HIENetGraph : protected Pointers {
   std::vector<double> edge_vec;
   // local and exchange: the candidate pairs (positions are LAMMPS atom indices)
   std::vector<int64_t> point_i, point_j, node_i, node_j;
-  hienet::Pairs pairs;
+  mutable hienet::Pairs pairs;    // graph() points it at this step's positions
   double length_unit = 1.0;
   uint64_t topology = 0;          // serial of nodes and pairs, 0 in ghost mode
   bigint built_at = -1;           // neighbor->ncalls when the pairs were built
