@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.hienet-installed
 BUILD_INPUTS := requirements.txt setup.py hienet_build.py CMakeLists.txt \
 	$(shell find cpp lammps_plugin -type f 2>/dev/null)
 
-.PHONY: venv test demo clean check-cuda-build
+.PHONY: venv test demo clean check-cuda-build gpu-wheels
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: venv
 # 2.14.1's CUDA build (venv and build tree in ~/.cache/hienet-cuda-build, about 6 GB)
 check-cuda-build:
 	tests/cuda_build/check.sh
+
+# the wheels tests/gpu/run.sh carries to a GPU machine (tests/gpu/README.md)
+gpu-wheels:
+	bash tests/gpu/prepare.sh
 
 clean:
 	rm -rf build $(VENV)

@@ -62,6 +62,17 @@ void HIENetExchange::reverse(void *data, int64_t, int w, hienet::RowType t)
   lmp->comm->reverse_comm(pair, row_slots);
 }
 
+void HIENetExchange::owners_with_images(int64_t, int64_t n_local, std::vector<int64_t> &owners)
+{
+  if (!nodes) lmp->error->one(FLERR, "pair_style hienet: feature exchange without a graph");
+  owners.clear();
+  probed = &owners;
+  probe_n_local = n_local;
+  row_slots = 1;
+  lmp->comm->forward_comm(pair, 1);
+  probed = nullptr;
+}
+
 /* ---------------------------------------------------------------------- */
 
 int HIENetExchange::node_of(int a) const
@@ -84,12 +95,21 @@ void HIENetExchange::pack_row(int a, double *slot) const
 
 int HIENetExchange::pack_forward(int n, const int *list, double *buf) const
 {
+  if (probed) {    // owners_with_images(): note the owners sent, send nothing of interest
+    for (int i = 0; i < n; i++) {
+      const int node = node_of(list[i]);
+      if (node >= 0 && node < probe_n_local) probed->push_back(node);
+      buf[i] = 0.0;
+    }
+    return n;
+  }
   for (int i = 0; i < n; i++) pack_row(list[i], buf + static_cast<size_t>(row_slots) * i);
   return n * row_slots;
 }
 
 void HIENetExchange::unpack_forward(int n, int first, const double *buf)
 {
+  if (probed) return;
   for (int i = 0; i < n; i++) {
     const int node = node_of(first + i);
     if (node >= 0)

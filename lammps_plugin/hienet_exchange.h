@@ -6,6 +6,8 @@
 
      forward(rows):  comm->forward_comm(pair): every ghost atom's row := its owner's row
      reverse(rows):  comm->reverse_comm(pair): every owner's row += its ghosts' rows
+     owners_with_images: the local atoms the forward communication packs (a probe), whose
+                     rows are all the runtime copies off the GPU
 
    The pair style's pack/unpack_{forward,reverse}_comm overrides delegate to the pack and
    unpack methods here. Rows are addressed through the graph's atom -> node map; atoms that
@@ -43,6 +45,10 @@ class HIENetExchange : public hienet::FeatureExchange {
 
   void forward(void *rows, int64_t num_nodes, int width, hienet::RowType type) override;
   void reverse(void *rows, int64_t num_nodes, int width, hienet::RowType type) override;
+  // the local atoms LAMMPS's forward communication sends anywhere (a probe of one value
+  // per atom through comm->forward_comm, so its swaps need not be known here)
+  void owners_with_images(int64_t num_nodes, int64_t n_local,
+                          std::vector<int64_t> &owners) override;
 
   int pack_forward(int n, const int *list, double *buf) const;
   void unpack_forward(int n, int first, const double *buf);
@@ -58,6 +64,8 @@ class HIENetExchange : public hienet::FeatureExchange {
   hienet::RowType type = hienet::RowType::Float64;
   size_t row_bytes = 0;
   int row_slots = 0;
+  std::vector<int64_t> *probed = nullptr;    // set during owners_with_images()
+  int64_t probe_n_local = 0;
 
   void begin(void *rows, int width, hienet::RowType type);
   int node_of(int atom) const;

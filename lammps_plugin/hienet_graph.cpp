@@ -7,6 +7,7 @@
 #include "atom.h"
 #include "error.h"
 #include "neigh_list.h"
+#include "neighbor.h"
 
 #include <algorithm>
 #include <climits>
@@ -19,13 +20,28 @@ HIENetGraph::HIENetGraph(LAMMPS *lmp) : Pointers(lmp) {}
 
 /* ---------------------------------------------------------------------- */
 
-void HIENetGraph::build(Mode mode, NeighList *list, const std::vector<int> &type_species,
-                        double cutoff, int layers)
+void HIENetGraph::update(Mode mode, NeighList *list, const std::vector<int> &type_species,
+                         double cutoff, int layers, const hienet_lammps::UnitFactors &units)
 {
-  switch (mode) {
-    case Mode::Local: build_local(list, type_species, cutoff); break;
-    case Mode::Ghost: build_ghost(list, type_species, cutoff, layers); break;
-    case Mode::Exchange: build_exchange(list, type_species, cutoff); break;
+  length_unit = units.length;
+  if (mode == Mode::Ghost) {
+    build_ghost(list, type_species, cutoff, layers);
+    hienet_lammps::edge_vectors_to_angstrom(edge_vec, units);
+    topology = 0;
+    built_at = -1;
+  } else {
+    // All of these change on every rank at the same step (a neighbour-list build is
+    // collective), so the serial does too, as evaluate_exchange requires.
+    if (built_at == neighbor->ncalls && built_mode == mode && built_types == type_species &&
+        built_list == list)
+      return;
+    if (mode == Mode::Local) build_local(list, type_species);
+    else build_exchange(list, type_species);
+    built_at = neighbor->ncalls;
+    built_mode = mode;
+    built_types = type_species;
+    built_list = list;
+    ++topology;
   }
   n_local = 0;
   for (int a : node_atom)
@@ -40,10 +56,25 @@ hienet::Graph HIENetGraph::graph() const
   g.num_nodes = static_cast<int64_t>(node_atom.size());
   g.n_local = n_local;
   g.species = species.data();
-  g.num_edges = static_cast<int64_t>(edge_src.size());
-  g.edge_src = edge_src.data();
-  g.edge_dst = edge_dst.data();
-  g.edge_vec = edge_vec.data();
+  g.topology = topology;
+  if (topology == 0) {    // ghost mode: edges from the host
+    g.num_edges = static_cast<int64_t>(edge_src.size());
+    g.edge_src = edge_src.data();
+    g.edge_dst = edge_dst.data();
+    g.edge_vec = edge_vec.data();
+    return g;
+  }
+  // this step's positions: atom->x of every local and ghost atom (LAMMPS keeps it contiguous)
+  hienet::Pairs &p = pairs;
+  p.num_points = static_cast<int64_t>(atom->nlocal) + atom->nghost;
+  p.positions = (p.num_points > 0) ? &atom->x[0][0] : nullptr;
+  p.length_unit = length_unit;
+  p.num_pairs = static_cast<int64_t>(point_i.size());
+  p.point_i = point_i.data();
+  p.point_j = point_j.data();
+  p.node_i = node_i.data();
+  p.node_j = node_j.data();
+  g.pairs = &pairs;
   return g;
 }
 
@@ -51,7 +82,9 @@ hienet::Graph HIENetGraph::graph() const
 
 double HIENetGraph::memory_usage() const
 {
-  double bytes = sizeof(int64_t) * (species.capacity() + edge_src.capacity() + edge_dst.capacity());
+  double bytes = sizeof(int64_t) * (species.capacity() + edge_src.capacity() + edge_dst.capacity() +
+                                    point_i.capacity() + point_j.capacity() + node_i.capacity() +
+                                    node_j.capacity());
   bytes += sizeof(double) * edge_vec.capacity();
   bytes += sizeof(int) *
       (node_atom.capacity() + atom_node.capacity() + atom_owner.capacity() + hops.capacity());
@@ -65,6 +98,18 @@ void HIENetGraph::clear_edges()
   edge_src.clear();
   edge_dst.clear();
   edge_vec.clear();
+  point_i.clear();
+  point_j.clear();
+  node_i.clear();
+  node_j.clear();
+}
+
+void HIENetGraph::add_pair(int i, int j, int ni, int nj)
+{
+  point_i.push_back(i);
+  point_j.push_back(j);
+  node_i.push_back(ni);
+  node_j.push_back(nj);
 }
 
 void HIENetGraph::add_node(int a, int s)
@@ -122,19 +167,18 @@ void HIENetGraph::map_ghosts_to_owners()
 }
 
 /* ----------------------------------------------------------------------
-   local mode graph: nodes = local atoms, edge (i, owner(j)) with x_j - x_i
+   local mode graph: nodes = local atoms, pair (i, j) of node i and node owner(j), whose
+   edge vector is x_j - x_i
 ------------------------------------------------------------------------- */
 
-void HIENetGraph::build_local(NeighList *list, const std::vector<int> &type_species, double rc)
+void HIENetGraph::build_local(NeighList *list, const std::vector<int> &type_species)
 {
   map_ghosts_to_owners();
-  const double *const *x = atom->x;
   const int *type = atom->type;
   const int inum = list->inum;
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  const double rcsq = rc * rc;
 
   atom_node.assign(atom->nlocal, -1);
   node_atom.clear();
@@ -154,12 +198,10 @@ void HIENetGraph::build_local(NeighList *list, const std::vector<int> &type_spec
     for (int jj = 0; jj < numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
       if (type_species[type[j]] < 0) continue;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= rcsq) continue;
       const int nj = atom_node[atom_owner[j]];
       if (nj < 0) error->one(FLERR, "pair_style hienet: neighbour {} of atom {} is not a node",
                              atom->tag[j], atom->tag[i]);
-      add_edge(ni, nj, dx, dy, dz);
+      add_pair(i, j, ni, nj);
     }
   }
 }
@@ -243,20 +285,18 @@ void HIENetGraph::build_ghost(NeighList *list, const std::vector<int> &type_spec
 
 /* ----------------------------------------------------------------------
    exchange mode graph: nodes = local atoms, then all ghost atoms (in LAMMPS index order,
-   so that the exchange can address any atom a forward or reverse swap touches); edges
+   so that the exchange can address any atom a forward or reverse swap touches); pairs
    (i, j) for local i only, from its full neighbour list.
 ------------------------------------------------------------------------- */
 
-void HIENetGraph::build_exchange(NeighList *list, const std::vector<int> &type_species, double rc)
+void HIENetGraph::build_exchange(NeighList *list, const std::vector<int> &type_species)
 {
-  const double *const *x = atom->x;
   const int *type = atom->type;
   const int nall = atom->nlocal + atom->nghost;
   const int inum = list->inum;
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  const double rcsq = rc * rc;
 
   atom_node.assign(nall, -1);
   node_atom.clear();
@@ -274,9 +314,7 @@ void HIENetGraph::build_exchange(NeighList *list, const std::vector<int> &type_s
       const int j = jlist[jj] & NEIGHMASK;
       const int nj = atom_node[j];
       if (nj < 0) continue;    // NULL type
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= rcsq) continue;
-      add_edge(ni, nj, dx, dy, dz);
+      add_pair(i, j, ni, nj);
     }
   }
 }

@@ -208,13 +208,16 @@ void PairHIENet::load_model()
                    "  model {}: format {}, hienet {}, {}\n"
                    "  species ({}): {}\n"
                    "  cutoff {} A, {} message-passing layers, receptive field {} A, dtype {}\n"
-                   "  device {}, {} torch thread(s) per rank (HIENET_NUM_THREADS)\n"
+                   "  device {} ({} step, HIENET_STEP), {} torch thread(s) per rank "
+                   "(HIENET_NUM_THREADS)\n"
                    "  memory: {}\n",
                    HIENET_VERSION, HIENET_GIT, hienet::torch_version(), model_path,
                    m.format_version, m.hienet_version.empty() ? "?" : m.hienet_version,
                    m.model_hash.empty() ? "no hash" : m.model_hash, m.species.size(),
                    join(m.species), m.cutoff, m.num_message_passing_layers, receptive, m.dtype,
-                   model->device(), model->num_threads(), hienet::configure_allocator());
+                   model->device(),
+                   model->step_mode() == hienet::StepMode::Device ? "device" : "host",
+                   model->num_threads(), hienet::configure_allocator());
     if (!m.torch_version.empty() &&
         major_minor(m.torch_version) != major_minor(hienet::torch_version()))
       error->warning(FLERR,
@@ -325,6 +328,7 @@ void PairHIENet::init_style()
   set_comm_sizes();
   log_sizes = true;
   deviation.init(mode, *model, model_path);
+  graph.invalidate();    // atoms may have changed since the last run
 
   const double skin = neighbor->skin;
   if (mode == HIENetGraph::Mode::Ghost) {
@@ -388,10 +392,8 @@ void PairHIENet::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   stop_if_failed_anywhere(nonfinite_position());
 
-  graph.build(mode, list, type_species, model->cutoff() * units.length,
-              model->num_message_passing_layers());
-  graph.edge_vectors_to_angstrom(units);
-  if (log_sizes) report_graph_sizes();
+  graph.update(mode, list, type_species, model->cutoff() * units.length,
+               model->num_message_passing_layers(), units);
   const int n_local = graph.num_local();
   const std::vector<int> &node_atom = graph.nodes();
 
@@ -422,6 +424,7 @@ void PairHIENet::compute(int eflag, int vflag)
     failure = e.what();
   }
   stop_if_failed_anywhere(failure);
+  if (log_sizes) report_graph_sizes();
   hienet_lammps::result_to_lammps_units(result, units);
 
   // accumulate (+=) everywhere, so that pair_style hybrid/overlay works
@@ -539,7 +542,7 @@ void PairHIENet::report_graph_sizes()
   log_sizes = false;
   const double counts[3] = {static_cast<double>(graph.num_local()),
                             static_cast<double>(graph.num_nodes() - graph.num_local()),
-                            static_cast<double>(graph.num_edges())};
+                            static_cast<double>(model->last_step().num_edges)};
   double lo[3], hi[3];
   MPI_Allreduce(counts, lo, 3, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);

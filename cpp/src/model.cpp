@@ -3,6 +3,7 @@
 #include "hienet/model.h"
 
 #include "archive.h"
+#include "device_step.h"
 #include "hienet/allocator.h"
 #include "hienet/keys.h"
 #include "metadata.h"
@@ -48,25 +49,6 @@ void check_readable(const std::string &path)
     throw Error("cannot open HIENet model file " + in_quotes(path) + ": " + std::strerror(errno));
 }
 
-// NodeError for an edge shorter than MIN_ATOM_DISTANCE or with a non-finite vector: the model
-// would return NaN there (a zero-length edge has no direction).
-void check_edge_vector(const Graph &g, int64_t e)
-{
-  const double *v = g.edge_vec + 3 * e;
-  const double d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-  if (d2 >= keys::MIN_ATOM_DISTANCE * keys::MIN_ATOM_DISTANCE && std::isfinite(d2)) return;
-  const int64_t i = g.edge_src[e], j = g.edge_dst[e];
-  const std::string nodes = "nodes " + std::to_string(i) + " and " + std::to_string(j);
-  if (!std::isfinite(d2))
-    throw NodeError(NodeError::Kind::NonFiniteEdge, i, j, std::nan(""),
-                    "invalid graph: edge " + std::to_string(e) + " between " + nodes +
-                        " has a non-finite vector");
-  std::ostringstream what;
-  what << nodes << " are " << std::sqrt(d2) << " A apart (< " << keys::MIN_ATOM_DISTANCE
-       << " A): overlapping atoms, the model is undefined there";
-  throw NodeError(NodeError::Kind::Coincident, i, j, std::sqrt(d2), what.str());
-}
-
 // NodeError naming the first node whose energy or force is not finite.
 void check_finite_outputs(const Result &r, int64_t N, int64_t n_local)
 {
@@ -90,6 +72,19 @@ int resolve_threads(int requested)
   if (*end != '\0' || n < 1 || n > 4096)
     throw Error(std::string("HIENET_NUM_THREADS must be a positive integer, got '") + env + "'");
   return static_cast<int>(n);
+}
+
+// StepMode::Auto: HIENET_STEP if set, else Device on a GPU and Host on the CPU.
+StepMode resolve_step(StepMode requested, const torch::Device &device)
+{
+  if (requested != StepMode::Auto) return requested;
+  const char *env = std::getenv("HIENET_STEP");
+  const std::string value = env ? env : "";
+  if (value == "host") return StepMode::Host;
+  if (value == "device") return StepMode::Device;
+  if (!value.empty() && value != "auto")
+    throw Error("HIENET_STEP must be auto, host or device, got '" + value + "'");
+  return device.is_cuda() ? StepMode::Device : StepMode::Host;
 }
 
 torch::Device pick_device(const Options &options)
@@ -182,6 +177,9 @@ struct Model::Impl {
   torch::Device device{torch::kCPU};
   torch::ScalarType dtype = torch::kFloat64;
   int threads = 1;
+  StepMode step_mode = StepMode::Host;
+  std::unique_ptr<DeviceStep> step;    // staging buffers and the topology kept on the device
+  int64_t num_species() const { return static_cast<int64_t>(meta.species.size()); }
 };
 
 Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
@@ -208,6 +206,9 @@ Model::Model(const std::string &path, const Options &options) : impl_(new Impl)
   if (!impl_->module.find_method("forward"))
     throw Error("HIENet model file " + in_quotes(path) + " has no forward() method");
   check_stage_methods(impl_->module, path);
+  impl_->step_mode = resolve_step(options.step, impl_->device);
+  impl_->step = std::make_unique<DeviceStep>(impl_->device, impl_->dtype,
+                                             impl_->step_mode == StepMode::Device);
 }
 
 Model::~Model() = default;
@@ -221,6 +222,8 @@ int Model::num_message_passing_layers() const { return impl_->meta.num_message_p
 const std::vector<std::string> &Model::species() const { return impl_->meta.species; }
 const std::string &Model::dtype() const { return impl_->meta.dtype; }
 std::string Model::device() const { return impl_->device.str(); }
+const StepStats &Model::last_step() const { return impl_->step->stats(); }
+StepMode Model::step_mode() const { return impl_->step_mode; }
 int Model::num_threads() const { return impl_->threads; }
 
 int Model::species_index(const std::string &symbol) const
@@ -233,26 +236,6 @@ int Model::species_index(const std::string &symbol) const
 
 namespace {
 
-void check_graph(const Graph &g, int64_t nspecies)
-{
-  const int64_t N = g.num_nodes, E = g.num_edges, n_local = g.n_local;
-  if (N < 0 || E < 0 || n_local < 0 || n_local > N)
-    throw Error("invalid graph: num_nodes=" + std::to_string(N) + " num_edges=" +
-                std::to_string(E) + " n_local=" + std::to_string(n_local));
-  for (int64_t n = 0; n < N; ++n)
-    if (g.species[n] < 0 || g.species[n] >= nspecies)
-      throw Error("invalid graph: node " + std::to_string(n) + " has species index " +
-                  std::to_string(g.species[n]) + ", the model has " + std::to_string(nspecies) +
-                  " species");
-  for (int64_t e = 0; e < E; ++e) {
-    if (g.edge_src[e] < 0 || g.edge_src[e] >= N || g.edge_dst[e] < 0 || g.edge_dst[e] >= N)
-      throw Error("invalid graph: edge " + std::to_string(e) + " = (" +
-                  std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
-                  ") is outside nodes 0.." + std::to_string(N - 1));
-    check_edge_vector(g, e);
-  }
-}
-
 void reset_result(const Graph &g, int nv, Result &r)
 {
   r.energy = 0.0;
@@ -261,81 +244,6 @@ void reset_result(const Graph &g, int nv, Result &r)
   r.forces.assign(static_cast<size_t>(g.num_nodes * 3), 0.0);
   if (nv) r.atom_virial.assign(static_cast<size_t>(g.num_nodes * nv), 0.0);
   else r.atom_virial.clear();
-}
-
-struct GraphTensors {
-  torch::Tensor species, edge_index, edge_vec;
-};
-
-GraphTensors graph_tensors(const Graph &g, torch::Device device, torch::ScalarType dtype)
-{
-  const int64_t N = g.num_nodes, E = g.num_edges;
-  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  GraphTensors t;
-  t.species = torch::from_blob(const_cast<int64_t *>(g.species), {N}, i64)
-                  .to(device, torch::kInt64, false, true);
-  torch::Tensor edge_index = torch::empty({2, E}, i64);
-  if (E > 0) {
-    std::memcpy(edge_index.data_ptr<int64_t>(), g.edge_src, sizeof(int64_t) * E);
-    std::memcpy(edge_index.data_ptr<int64_t>() + E, g.edge_dst, sizeof(int64_t) * E);
-  }
-  t.edge_index = edge_index.to(device);
-  torch::Tensor edge_vec =
-      E > 0 ? torch::from_blob(const_cast<double *>(g.edge_vec), {E, 3},
-                               torch::TensorOptions().dtype(torch::kFloat64))
-            : torch::zeros({0, 3}, torch::TensorOptions().dtype(torch::kFloat64));
-  // always a copy: the model turns on requires_grad for its edge_vec input
-  t.edge_vec = edge_vec.to(device, dtype, false, true);
-  return t;
-}
-
-// Forces and virials in double precision from g_e = dE/d(edge_vec[e]) (see model.h).
-void add_edge_results(const Graph &g, const double *grad, int nv, Result &r)
-{
-  double *F = r.forces.data();
-  double *AV = nv ? r.atom_virial.data() : nullptr;
-  double W[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};    // row-major W_ab = -sum r_a g_b
-  for (int64_t e = 0; e < g.num_edges; ++e) {
-    const int64_t i = g.edge_src[e], j = g.edge_dst[e];
-    const double *gv = grad + 3 * e;
-    const double *rv = g.edge_vec + 3 * e;
-    for (int a = 0; a < 3; ++a) {
-      F[3 * i + a] += gv[a];
-      F[3 * j + a] -= gv[a];
-    }
-    double w[9];
-    for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) w[3 * a + b] = -rv[a] * gv[b];
-    for (int k = 0; k < 9; ++k) W[k] += w[k];
-    if (AV) {
-      // LAMMPS order: xx yy zz xy xz yz [yx zx zy]
-      const double c[9] = {w[0], w[4], w[8], w[1], w[2], w[5], w[3], w[6], w[7]};
-      double *vi = AV + nv * i, *vj = AV + nv * j;
-      for (int k = 0; k < nv; ++k) {
-        vi[k] += 0.5 * c[k];
-        vj[k] += 0.5 * c[k];
-      }
-    }
-  }
-  check_finite_outputs(r, g.num_nodes, g.n_local);
-  r.virial[0] = W[0];
-  r.virial[1] = W[4];
-  r.virial[2] = W[8];
-  r.virial[3] = W[1];
-  r.virial[4] = W[2];
-  r.virial[5] = W[5];
-}
-
-// r.energy and r.atom_energy from the model's outputs (any device, any float dtype).
-void store_energies(const torch::Tensor &energy, const torch::Tensor &atom_energy, Result &r)
-{
-  const torch::Tensor e = atom_energy.to(torch::kCPU, torch::kFloat64).contiguous();
-  if (energy.numel() != 1 || e.numel() != static_cast<int64_t>(r.atom_energy.size()))
-    throw Error("the model returned " + std::to_string(energy.numel()) + " energies and " +
-                std::to_string(e.numel()) + " atom energies; expected 1 and " +
-                std::to_string(r.atom_energy.size()));
-  r.energy = energy.item<double>();
-  std::memcpy(r.atom_energy.data(), e.data_ptr<double>(), sizeof(double) * r.atom_energy.size());
 }
 
 // Runs one evaluation of the module; a torch error becomes hienet::Error naming the file.
@@ -353,20 +261,24 @@ void run_model(const std::string &path, Evaluation &&evaluation)
 
 void Model::validate(const Graph &g) const
 {
-  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
+  impl_->step->validate(g, impl_->num_species(), impl_->meta.cutoff);
 }
 
 void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
 {
-  const int64_t E = g.num_edges, n_local = g.n_local;
-  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
+  DeviceStep &step = *impl_->step;
+  step.begin();
+  const int64_t n_local = g.n_local;
   const int nv = static_cast<int>(atom_virial);
-  reset_result(g, nv, r);
-  if (g.num_nodes == 0) return;    // an empty domain: explicit zeros, the model is not called
-
-  torch::Tensor edge_grad;
+  if (g.num_nodes == 0) {    // an empty domain: explicit zeros, the model is not called
+    step.validate(g, impl_->num_species(), impl_->meta.cutoff);
+    reset_result(g, nv, r);
+    return;
+  }
   run_model(impl_->path, [&] {
-    GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
+    const StepGraph t = step.upload(g, impl_->num_species(), impl_->meta.cutoff);
+    reset_result(g, nv, r);
+    const int64_t E = t.edge_vec.size(0);
     std::vector<torch::jit::IValue> inputs{t.species, t.edge_index, t.edge_vec, n_local};
     torch::jit::IValue out;
     {
@@ -377,50 +289,58 @@ void Model::evaluate(const Graph &g, AtomVirial atom_virial, Result &r)
       throw Error("HIENet model " + in_quotes(impl_->path) +
                   " forward() did not return (energy, atom_energy, edge_grad) (FORMAT.md)");
     const auto &elems = out.toTupleRef().elements();
-    torch::Tensor energy = elems[0].toTensor().to(torch::kCPU, torch::kFloat64);
-    torch::Tensor atom_energy =
-        elems[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
-    edge_grad = elems[2].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
-    if (energy.numel() != 1 || atom_energy.numel() != n_local ||
-        edge_grad.dim() != 2 || edge_grad.size(0) != E || edge_grad.size(1) != 3)
+    const torch::Tensor energy = elems[0].toTensor(), atom_energy = elems[1].toTensor();
+    const torch::Tensor edge_grad = elems[2].toTensor();
+    if (energy.numel() != 1 || atom_energy.numel() != n_local || edge_grad.dim() != 2 ||
+        edge_grad.size(0) != E || edge_grad.size(1) != 3)
       throw Error("HIENet model " + in_quotes(impl_->path) + " returned shapes energy " +
                   std::to_string(energy.numel()) + " values, atom_energy " +
                   std::to_string(atom_energy.numel()) + " values, edge_grad " +
                   c10::str(edge_grad.sizes()) + "; expected 1, " + std::to_string(n_local) +
                   ", [" + std::to_string(E) + ", 3]");
-    store_energies(energy, atom_energy, r);
+    step.download(energy, atom_energy, edge_grad, nv, r);
   });
-  add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
+  check_finite_outputs(r, g.num_nodes, n_local);
 }
 
 void Model::evaluate_exchange(const Graph &g, FeatureExchange &exchange, AtomVirial atom_virial,
                               Result &r)
 {
+  DeviceStep &step = *impl_->step;
+  step.begin();
   const int64_t n_local = g.n_local;
-  check_graph(g, static_cast<int64_t>(impl_->meta.species.size()));
-  for (int64_t e = 0; e < g.num_edges; ++e)
-    if (g.edge_src[e] >= n_local)
-      throw Error("invalid graph for evaluate_exchange: edge " + std::to_string(e) + " = (" +
-                  std::to_string(g.edge_src[e]) + ", " + std::to_string(g.edge_dst[e]) +
-                  ") is centred on a ghost node (n_local=" + std::to_string(n_local) + ")");
   const int nv = static_cast<int>(atom_virial);
+  const bool new_topology = step.topology_is_new(g, /*exchange=*/true);
+  step.validate(g, impl_->num_species(), impl_->meta.cutoff);
+  if (new_topology) DeviceStep::check_centred_on_owners(g);
   reset_result(g, nv, r);
   const RowType rows = impl_->dtype == torch::kFloat32 ? RowType::Float32 : RowType::Float64;
+  // every process asks at the same calls (the exchange may communicate)
+  std::vector<int64_t> owners;
+  if (new_topology) {
+    exchange.owners_with_images(g.num_nodes, n_local, owners);
+    DeviceStep::check_owners(owners, n_local);
+  }
   if (g.num_nodes == 0) {
+    step.remember_empty_topology(g);
     exchange_without_nodes(impl_->meta.exchange_widths, rows, exchange);
     return;
   }
 
-  torch::Tensor edge_grad;
   run_model(impl_->path, [&] {
-    GraphTensors t = graph_tensors(g, impl_->device, impl_->dtype);
+    // owners: asked for above if the topology is new, which upload_exchange decides alike
+    const StepGraph t = step.upload_exchange(g, impl_->num_species(), impl_->meta.cutoff, owners);
     PlainInterpreter plain;
-    StagedOutput out = evaluate_staged(impl_->module, impl_->path, impl_->meta.exchange_widths,
-                                       t.species, t.edge_index, t.edge_vec, n_local, exchange);
-    edge_grad = out.edge_grad.to(torch::kCPU, torch::kFloat64).contiguous();
-    store_energies(out.energy, out.atom_energy, r);
+    const StagedOutput out = evaluate_staged(impl_->module, impl_->path, impl_->meta.exchange_widths,
+                                             t.species, t.edge_index, t.edge_vec, n_local, step,
+                                             exchange);
+    if (out.energy.numel() != 1 || out.atom_energy.numel() != n_local)
+      throw Error("the model returned " + std::to_string(out.energy.numel()) + " energies and " +
+                  std::to_string(out.atom_energy.numel()) + " atom energies; expected 1 and " +
+                  std::to_string(n_local));
+    step.download(out.energy, out.atom_energy, out.edge_grad, nv, r);
   });
-  add_edge_results(g, edge_grad.data_ptr<double>(), nv, r);
+  check_finite_outputs(r, g.num_nodes, n_local);
 }
 
 }    // namespace hienet

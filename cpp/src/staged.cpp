@@ -52,37 +52,6 @@ void check_stage_methods(torch::jit::Module &module, const std::string &path)
 
 namespace {
 
-RowType row_type(const torch::Tensor &t)
-{
-  return t.scalar_type() == torch::kFloat32 ? RowType::Float32 : RowType::Float64;
-}
-
-// A host copy that the exchange may modify (never a view of a tensor autograd saved).
-torch::Tensor host_copy(const torch::Tensor &t)
-{
-  if (t.device().is_cpu()) return t.detach().clone(torch::MemoryFormat::Contiguous);
-  return t.detach().to(torch::kCPU).contiguous();
-}
-
-// The owner rows x [n_local, W] extended by the ghost rows [N, W], which the exchange fills
-// with their owners' rows; a new leaf that requires grad.
-torch::Tensor exchanged_input(const torch::Tensor &x, int64_t num_nodes, FeatureExchange &exchange)
-{
-  torch::Tensor host = torch::zeros({num_nodes, x.size(1)}, x.options().device(torch::kCPU));
-  host.narrow(0, 0, x.size(0)).copy_(x.detach());
-  exchange.forward(host.data_ptr(), host.size(0), static_cast<int>(host.size(1)), row_type(host));
-  return host.to(x.device()).requires_grad_(true);
-}
-
-// The gradient [N, W] with ghost rows added into their owners: its owner rows [n_local, W].
-torch::Tensor gathered_gradient(const torch::Tensor &g, int64_t n_local,
-                                FeatureExchange &exchange)
-{
-  torch::Tensor host = host_copy(g);
-  exchange.reverse(host.data_ptr(), host.size(0), static_cast<int>(host.size(1)), row_type(host));
-  return host.narrow(0, 0, n_local).to(g.device());
-}
-
 void accumulate(torch::Tensor &sum, const torch::Tensor &g)
 {
   if (!g.defined()) return;
@@ -94,7 +63,7 @@ void accumulate(torch::Tensor &sum, const torch::Tensor &g)
 StagedOutput evaluate_staged(torch::jit::Module &module, const std::string &path,
                              const std::vector<int> &widths, const torch::Tensor &species,
                              const torch::Tensor &edge_index, const torch::Tensor &edge_vec,
-                             int64_t n_local, FeatureExchange &exchange)
+                             int64_t n_local, DeviceStep &step, FeatureExchange &exchange)
 {
   torch::AutoGradMode grad_mode(true);
   const int64_t N = species.size(0);
@@ -126,7 +95,7 @@ StagedOutput evaluate_staged(torch::jit::Module &module, const std::string &path
       throw stage_error("the features entering interaction " + std::to_string(k) + " have shape " +
                         c10::str(x.sizes()) + ", metadata exchange_widths says [" +
                         std::to_string(n_local) + ", " + std::to_string(widths[k]) + "]");
-    inputs.push_back(exchanged_input(x, N, exchange));
+    inputs.push_back(step.exchange_forward(x, N, exchange).requires_grad_(true));
     outputs.push_back(module.get_method("interaction")({k, inputs.back(), edge_index, radial, sh,
                                                         n_local}).toTensor());
   }
@@ -154,7 +123,7 @@ StagedOutput evaluate_staged(torch::jit::Module &module, const std::string &path
     accumulate(grad_radial, grads[1]);
     accumulate(grad_sh, grads[2]);
     g = grads[0].defined() ? grads[0] : torch::zeros_like(inputs[k]);
-    g = gathered_gradient(g, n_local, exchange);
+    g = step.exchange_reverse(g, n_local, exchange);
   }
   if (outputs[0].requires_grad()) {
     auto grads = torch::autograd::grad({outputs[0]}, {radial, envelope}, {g}, false, false, true);

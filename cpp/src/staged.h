@@ -3,6 +3,7 @@
 #ifndef HIENET_STAGED_H
 #define HIENET_STAGED_H
 
+#include "device_step.h"
 #include "hienet/exchange.h"
 
 #include <torch/script.h>
@@ -24,12 +25,13 @@ struct StagedOutput {
 
 // species [N] int64, edge_index [2, E] int64 with edge_index[0] < n_local, edge_vec [E, 3]
 // of the model's dtype, all on the model's device; widths[k] = feature width entering
-// interaction k. N must be > 0 (see exchange_without_nodes). Throws hienet::Error when a
-// stage returns an unexpected shape; torch errors propagate as c10::Error.
+// interaction k. N must be > 0 (see exchange_without_nodes). The rows travel through `step`
+// (only those of the owners with images and of the ghosts, device_step.h). Throws
+// hienet::Error when a stage returns an unexpected shape; torch errors propagate as c10::Error.
 StagedOutput evaluate_staged(torch::jit::Module &module, const std::string &path,
                              const std::vector<int> &widths, const torch::Tensor &species,
                              const torch::Tensor &edge_index, const torch::Tensor &edge_vec,
-                             int64_t n_local, FeatureExchange &exchange);
+                             int64_t n_local, DeviceStep &step, FeatureExchange &exchange);
 
 // The exchanges evaluate_staged makes, for a process without nodes: it relays nothing of
 // its own but must take part in every exchange, in the same order.

@@ -10,13 +10,18 @@
 // runtime zeroes them afterwards).
 //
 // rows: num_nodes x width values, row-major, in host memory, of the model's dtype. Nodes
-// 0 .. n_local-1 are the owners of this process (Graph convention of model.h). Every call
-// happens on the calling thread, in the same order on every process (also on processes
-// with no nodes, where rows is null), so implementations may use MPI collectives.
+// 0 .. n_local-1 are the owners of this process (Graph convention of model.h). Only the
+// rows the exchange uses travel between the model's device and the host: the rows of the
+// owners named by owners_with_images() and the ghost rows. The other owner rows hold NaN
+// (an exchange that reads them spreads NaN, which the runtime reports). Every call happens
+// on the calling thread, in the same order on every process (also on processes with no
+// nodes, where rows is null), so implementations may use MPI collectives.
 #ifndef HIENET_EXCHANGE_H
 #define HIENET_EXCHANGE_H
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace hienet {
 
@@ -30,6 +35,17 @@ class FeatureExchange {
   virtual void forward(void *rows, int64_t num_nodes, int width, RowType type) = 0;
   // owner rows += ghost rows (every image of an owner, wherever it lives)
   virtual void reverse(void *rows, int64_t num_nodes, int width, RowType type) = 0;
+
+  // The owners (nodes < n_local) whose rows forward() reads and reverse() adds into: those
+  // with images. Asked after each change of the graph's topology (Graph::topology) before
+  // its first exchange, on every process at the same call (it may communicate). The default,
+  // every owner, is always right; naming fewer keeps the rest of the rows on the device.
+  virtual void owners_with_images(int64_t num_nodes, int64_t n_local,
+                                  std::vector<int64_t> &owners)
+  {
+    owners.resize(static_cast<std::size_t>(n_local));
+    for (int64_t n = 0; n < n_local; ++n) owners[static_cast<std::size_t>(n)] = n;
+  }
 };
 
 }    // namespace hienet

@@ -10,6 +10,9 @@
 //   nodes 0 .. N-1; nodes 0 .. n_local-1 are counted in the energy, the rest are ghosts;
 //   directed edge e = (edge_src[e], edge_dst[e]) = (i, j), edge_vec[e] = x_j - x_i (Å);
 //   species[n] indexes the model's species list (metadata "species").
+// The edges come either as arrays (edge_src, edge_dst, edge_vec) or, in the lean step of
+// pair_style hienet, as candidate pairs and positions (struct Pairs): the runtime makes an
+// edge of every pair closer than the cutoff and forms its vector on the model's device.
 //
 // Results, computed in double precision from the model's per-edge gradient g_e = dE/dr_e:
 //   forces   F[i] += g_e, F[j] -= g_e                      (eV/Å, per node, ghosts included)
@@ -80,6 +83,16 @@ struct Metadata {
 
 enum class Device { Auto, CPU, CUDA };
 
+// Where a step forms its edges and assembles forces and virials.
+//   Device: the lean step: one upload (positions and edge bits, the topology only when it
+//           changed), edges formed and forces/virials assembled by tensor operations on the
+//           model's device in float64, one download. What a GPU runs.
+//   Host:   edges and forces on the host (loops), the model's inputs uploaded and its
+//           per-edge gradients downloaded each step. The fastest on the CPU, where host loops
+//           beat many small tensor operations.
+//   Auto:   Device on a GPU, Host on the CPU.
+enum class StepMode { Auto, Host, Device };
+
 struct Options {
   // Auto: CUDA when torch sees a GPU, otherwise CPU. CUDA: error if there is none.
   Device device = Device::Auto;
@@ -89,10 +102,31 @@ struct Options {
   //   > 0: use that many;  0: leave torch's current setting alone;
   //   < 0: read the environment variable HIENET_NUM_THREADS, default 1.
   int num_threads = -1;
+  // Auto also reads the environment variable HIENET_STEP (auto, host or device): tests run
+  // the GPU's step on the CPU with HIENET_STEP=device.
+  StepMode step = StepMode::Auto;
 };
 
 // Which per-node virial evaluate() fills.
 enum class AtomVirial { None = 0, Six = 6, Nine = 9 };
+
+// Edges from positions (the lean step): between two neighbour-list builds the caller keeps a
+// fixed list of candidate pairs (every pair of its neighbour list, cutoff + skin) and only the
+// positions move. Each evaluation makes an edge of every pair p with
+// |x[point_j[p]] - x[point_i[p]]| < cutoff (in caller units: cutoff x length_unit), in pair
+// order, from node_i[p] to node_j[p], with edge_vec = (x_j - x_i) / length_unit. Per step
+// only the positions and one bit per pair travel to the device, instead of E x 3 edge
+// vectors and the edge index (about 20x fewer bytes at a 2 Å skin).
+struct Pairs {
+  int64_t num_points = 0;
+  const double *positions = nullptr;   // [num_points * 3], caller length units
+  double length_unit = 1.0;            // caller length units per Å
+  int64_t num_pairs = 0;
+  const int64_t *point_i = nullptr;    // [num_pairs] the centre's position
+  const int64_t *point_j = nullptr;    // [num_pairs] the neighbour's position (an image)
+  const int64_t *node_i = nullptr;     // [num_pairs] the centre's graph node
+  const int64_t *node_j = nullptr;     // [num_pairs] the neighbour's graph node
+};
 
 // A graph handed to evaluate(); the arrays belong to the caller.
 struct Graph {
@@ -103,6 +137,16 @@ struct Graph {
   const int64_t *edge_src = nullptr;   // [num_edges], centre i
   const int64_t *edge_dst = nullptr;   // [num_edges], neighbour j
   const double *edge_vec = nullptr;    // [num_edges * 3], x_j - x_i
+  // Set: the edges come from these pairs, and num_edges/edge_src/edge_dst/edge_vec are unused.
+  const Pairs *pairs = nullptr;
+  // Serial number of the topology: num_nodes, n_local, species and the edges (edge_src and
+  // edge_dst, or every field of `pairs` but positions). A Model keeps the topology on its
+  // device (with what it derives from it) while callers pass the same nonzero serial, and
+  // uploads it again for a new serial or 0 ('unknown'). Callers must change it whenever any
+  // of these changes (pair_style hienet: at each neighbour-list build). With
+  // evaluate_exchange, every process must change it at the same calls: the exchange is asked
+  // which owners have images then (FeatureExchange::owners_with_images), which may communicate.
+  uint64_t topology = 0;
 };
 
 // Outputs of evaluate(); the vectors are resized (and reused) by each call.
@@ -112,6 +156,21 @@ struct Result {
   std::vector<double> forces;          // [num_nodes * 3]
   double virial[6] = {0, 0, 0, 0, 0, 0};
   std::vector<double> atom_virial;     // [num_nodes * 6] or [num_nodes * 9], or empty
+};
+
+// What the last evaluation moved between host and device. With StepMode::Device that is all
+// the step's traffic besides the model itself: one upload (positions and edge bits, plus the
+// topology when it changed) and one download (energies, forces, virials); graph exchange adds
+// two copies per exchange, of the exchanged rows only. On the CPU the same code runs and the
+// copies are counted although nothing moves.
+struct StepStats {
+  bool topology_uploaded = false;      // the topology was (re)uploaded by this evaluation
+  uint64_t topology_uploads = 0;       // since the model was loaded
+  int64_t num_edges = 0;
+  int64_t uploads = 0, upload_bytes = 0;        // host -> device, exchanges excluded
+  int64_t downloads = 0, download_bytes = 0;    // device -> host, exchanges excluded
+  int64_t exchange_copies = 0, exchange_bytes = 0;    // both directions, all exchanges
+  int64_t owners_with_images = 0;      // owner rows each exchange sends (graph exchange)
 };
 
 class Model {
@@ -132,6 +191,7 @@ class Model {
   const std::vector<std::string> &species() const;
   const std::string &dtype() const;
   std::string device() const;      // "cpu" or "cuda:K"
+  StepMode step_mode() const;      // Host or Device, as resolved when loading
   int num_threads() const;         // torch intra-op threads in effect after loading
 
   // Index of `symbol` in species(), or -1.
@@ -156,6 +216,9 @@ class Model {
   // Exchanges happen even when the graph is empty, the same number on every process.
   void evaluate_exchange(const Graph &graph, FeatureExchange &exchange, AtomVirial atom_virial,
                          Result &result);
+
+  // Host/device traffic of the last evaluate() or evaluate_exchange().
+  const StepStats &last_step() const;
 
  private:
   struct Impl;
