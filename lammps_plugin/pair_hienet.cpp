@@ -9,6 +9,7 @@
 ------------------------------------------------------------------------------------------ */
 
 #include "pair_hienet.h"
+#include "hienet_lammps_compat.h"
 
 #include "hienet/allocator.h"
 
@@ -34,6 +35,9 @@
 #endif
 #ifndef HIENET_GIT
 #define HIENET_GIT "unknown"
+#endif
+#ifndef HIENET_BUILD_INFO
+#define HIENET_BUILD_INFO "unknown LAMMPS headers"
 #endif
 
 using namespace LAMMPS_NS;
@@ -153,11 +157,7 @@ void PairHIENet::settings(int narg, char **arg)
 void PairHIENet::load_model()
 {
   // node-local rank, so that several ranks on a node share out its GPUs
-  int local_rank = 0;
-  MPI_Comm node;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
-  MPI_Comm_rank(node, &local_rank);
-  MPI_Comm_free(&node);
+  const int local_rank = hienet_lammps::node_local_rank(world, comm->me);
 
   hienet::Options options;
   options.device = device_choice;
@@ -182,12 +182,13 @@ void PairHIENet::load_model()
     const double receptive = m.num_message_passing_layers * m.cutoff;
     utils::logmesg(lmp,
                    "HIENet pair style {} (git {}), torch {}\n"
+                   "  built for {}\n"
                    "  model {}: format {}, hienet {}, {}\n"
                    "  species ({}): {}\n"
                    "  cutoff {} A, {} message-passing layers, receptive field {} A, dtype {}\n"
                    "  device {}, {} torch thread(s) per rank (HIENET_NUM_THREADS)\n"
                    "  memory: {}\n",
-                   HIENET_VERSION, HIENET_GIT, hienet::torch_version(), model_path,
+                   HIENET_VERSION, HIENET_GIT, hienet::torch_version(), HIENET_BUILD_INFO, model_path,
                    m.format_version, m.hienet_version.empty() ? "?" : m.hienet_version,
                    m.model_hash.empty() ? "no hash" : m.model_hash, m.species.size(),
                    join(m.species), m.cutoff, m.num_message_passing_layers, receptive, m.dtype,
@@ -496,9 +497,9 @@ double PairHIENet::memory_usage()
 void PairHIENet::report_graph_sizes()
 {
   log_sizes = false;
-  const double counts[3] = {static_cast<double>(graph.num_local()),
-                            static_cast<double>(graph.num_nodes() - graph.num_local()),
-                            static_cast<double>(graph.num_edges())};
+  double counts[3] = {static_cast<double>(graph.num_local()),    // not const: STUBS' MPI_Allreduce
+                      static_cast<double>(graph.num_nodes() - graph.num_local()),
+                      static_cast<double>(graph.num_edges())};
   double lo[3], hi[3];
   MPI_Allreduce(counts, lo, 3, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);
