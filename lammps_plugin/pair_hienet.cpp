@@ -260,6 +260,16 @@ void PairHIENet::init_style()
 {
   if (!model) error->all(FLERR, "Pair style hienet has no model: check pair_style");
   if (!atom->tag_enable) error->all(FLERR, "Pair style hienet requires atom IDs");
+  // LAMMPS drops 1-2/1-3/1-4 pairs whose special_bonds lj and coul factors are both 0 (the
+  // default) from the neighbour list unless a KSpace style keeps them; the model needs every
+  // pair within the cutoff and ignores the factors (it masks the special bits)
+  if (atom->molecular != Atom::ATOMIC && !force->kspace)
+    for (int k = 1; k <= 3; k++)
+      if (force->special_lj[k] == 0.0 && force->special_coul[k] == 0.0)
+        error->all(FLERR, "Pair style hienet needs every pair within the cutoff, but special_bonds "
+                   "factors lj = coul = 0 (the default) remove 1-{} pairs from the neighbor list: "
+                   "use 'special_bonds lj/coul 1.0 1.0 1.0' (any non-zero factor keeps the pairs; "
+                   "hienet does not scale them)", k + 1);
   std::string units_error;
   units = hienet_lammps::unit_factors(update->unit_style, force->angstrom, force->boltz,
                                       units_error);
