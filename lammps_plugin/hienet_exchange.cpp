@@ -3,6 +3,7 @@
 ------------------------------------------------------------------------------------------ */
 
 #include "hienet_exchange.h"
+#include "hienet_lammps_compat.h"
 
 #include "comm.h"
 #include "lammps.h"
@@ -53,13 +54,13 @@ void HIENetExchange::begin(void *data, int w, hienet::RowType t)
 void HIENetExchange::forward(void *data, int64_t, int w, hienet::RowType t)
 {
   begin(data, w, t);
-  lmp->comm->forward_comm(pair, row_slots);
+  hienet_lammps::forward_comm(lmp->comm, pair, row_slots);
 }
 
 void HIENetExchange::reverse(void *data, int64_t, int w, hienet::RowType t)
 {
   begin(data, w, t);
-  lmp->comm->reverse_comm(pair, row_slots);
+  hienet_lammps::reverse_comm(lmp->comm, pair, row_slots);
 }
 
 void HIENetExchange::owners_with_images(int64_t, int64_t n_local, std::vector<int64_t> &owners)

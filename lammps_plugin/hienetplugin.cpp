@@ -7,6 +7,7 @@
 // src/PLUGIN/lammpsplugin.h of LAMMPS).
 
 #include "compute_hienet_deviation.h"
+#include "error.h"
 #include "lammps.h"
 #include "pair_hienet.h"
 
@@ -31,9 +32,41 @@ typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
 
 __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
                                                               void *regfunc);
+
+// LAMMPS's C library interface (library.h), from the host process; weak, so that a host
+// without it still loads the plugin (the size check is then skipped)
+int lammps_extract_setting(void *handle, const char *keyword) __attribute__((weak));
 }
 
+#ifndef HIENET_VERSION
+#define HIENET_VERSION "unknown"
+#endif
+#ifndef HIENET_GIT
+#define HIENET_GIT "unknown"
+#endif
+#ifndef HIENET_BUILD_INFO
+#define HIENET_BUILD_INFO "unknown LAMMPS headers"
+#endif
+
 using namespace LAMMPS_NS;
+
+// The plugin's tagint/bigint/imageint must be those of the running LAMMPS (LAMMPS_SMALLBIG,
+// BIGBIG or SMALLSMALL at build time): refuse to register otherwise, naming the CMake option.
+static void check_integer_sizes(LAMMPS *lmp)
+{
+  if (!lammps_extract_setting) return;
+  const int tag = lammps_extract_setting(lmp, "tagint");
+  const int big = lammps_extract_setting(lmp, "bigint");
+  const int image = lammps_extract_setting(lmp, "imageint");
+  if (tag == static_cast<int>(sizeof(tagint)) && big == static_cast<int>(sizeof(bigint)) &&
+      image == static_cast<int>(sizeof(imageint)))
+    return;
+  const char *sizes = tag == 8 ? "bigbig" : big == 8 ? "smallbig" : "smallsmall";
+  lmp->error->all(FLERR, "hienetplugin.so was built for other LAMMPS integer sizes (tagint, "
+                  "bigint, imageint: {}, {}, {} bytes) than this LAMMPS ({}, {}, {} bytes): "
+                  "rebuild it with cmake -DLAMMPS_SIZES={}", sizeof(tagint), sizeof(bigint),
+                  sizeof(imageint), tag, big, image, sizes);
+}
 
 static void *hienet_creator(void *lmp)
 {
@@ -49,11 +82,13 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   lammpsplugin_t plugin;
   auto register_plugin = reinterpret_cast<lammpsplugin_regfunc>(regfunc);
+  check_integer_sizes(static_cast<LAMMPS *>(lmp));
 
   plugin.version = static_cast<LAMMPS *>(lmp)->version;    // the running LAMMPS
   plugin.style = "pair";
   plugin.name = "hienet";
-  plugin.info = "HIENet machine-learning potential v" HIENET_VERSION " (git " HIENET_GIT ")";
+  plugin.info = "HIENet machine-learning potential v" HIENET_VERSION " (git " HIENET_GIT "; built for "
+                HIENET_BUILD_INFO ")";
   plugin.author = "HIENet developers";
   plugin.creator.v1 = &hienet_creator;
   plugin.handle = handle;

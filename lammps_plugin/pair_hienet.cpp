@@ -9,6 +9,7 @@
 ------------------------------------------------------------------------------------------ */
 
 #include "pair_hienet.h"
+#include "hienet_lammps_compat.h"
 
 #include "hienet/allocator.h"
 
@@ -35,6 +36,9 @@
 #endif
 #ifndef HIENET_GIT
 #define HIENET_GIT "unknown"
+#endif
+#ifndef HIENET_BUILD_INFO
+#define HIENET_BUILD_INFO "unknown LAMMPS headers"
 #endif
 
 using namespace LAMMPS_NS;
@@ -176,11 +180,7 @@ void PairHIENet::settings(int narg, char **arg)
 void PairHIENet::load_model()
 {
   // node-local rank, so that several ranks on a node share out its GPUs
-  int local_rank = 0;
-  MPI_Comm node;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
-  MPI_Comm_rank(node, &local_rank);
-  MPI_Comm_free(&node);
+  const int local_rank = hienet_lammps::node_local_rank(world, comm->me);
 
   hienet::Options options;
   options.device = device_choice;
@@ -205,13 +205,14 @@ void PairHIENet::load_model()
     const double receptive = m.num_message_passing_layers * m.cutoff;
     utils::logmesg(lmp,
                    "HIENet pair style {} (git {}), torch {}\n"
+                   "  built for {}\n"
                    "  model {}: format {}, hienet {}, {}\n"
                    "  species ({}): {}\n"
                    "  cutoff {} A, {} message-passing layers, receptive field {} A, dtype {}\n"
                    "  device {} ({} step, HIENET_STEP), {} torch thread(s) per rank "
                    "(HIENET_NUM_THREADS)\n"
                    "  memory: {}\n",
-                   HIENET_VERSION, HIENET_GIT, hienet::torch_version(), model_path,
+                   HIENET_VERSION, HIENET_GIT, hienet::torch_version(), HIENET_BUILD_INFO, model_path,
                    m.format_version, m.hienet_version.empty() ? "?" : m.hienet_version,
                    m.model_hash.empty() ? "no hash" : m.model_hash, m.species.size(),
                    join(m.species), m.cutoff, m.num_message_passing_layers, receptive, m.dtype,
@@ -286,6 +287,16 @@ void PairHIENet::init_style()
 {
   if (!model) error->all(FLERR, "Pair style hienet has no model: check pair_style");
   if (!atom->tag_enable) error->all(FLERR, "Pair style hienet requires atom IDs");
+  // LAMMPS drops 1-2/1-3/1-4 pairs whose special_bonds lj and coul factors are both 0 (the
+  // default) from the neighbour list unless a KSpace style keeps them; the model needs every
+  // pair within the cutoff and ignores the factors (it masks the special bits)
+  if (atom->molecular != Atom::ATOMIC && !force->kspace)
+    for (int k = 1; k <= 3; k++)
+      if (force->special_lj[k] == 0.0 && force->special_coul[k] == 0.0)
+        error->all(FLERR, "Pair style hienet needs every pair within the cutoff, but special_bonds "
+                   "factors lj = coul = 0 (the default) remove 1-{} pairs from the neighbor list: "
+                   "use 'special_bonds lj/coul 1.0 1.0 1.0' (any non-zero factor keeps the pairs; "
+                   "hienet does not scale them)", k + 1);
   std::string units_error;
   units = hienet_lammps::unit_factors(update->unit_style, force->angstrom, force->boltz,
                                       units_error);
@@ -540,9 +551,9 @@ void *PairHIENet::extract(const char *name, int &dim)
 void PairHIENet::report_graph_sizes()
 {
   log_sizes = false;
-  const double counts[3] = {static_cast<double>(graph.num_local()),
-                            static_cast<double>(graph.num_nodes() - graph.num_local()),
-                            static_cast<double>(model->last_step().num_edges)};
+  double counts[3] = {static_cast<double>(graph.num_local()),    // not const: STUBS' MPI_Allreduce
+                      static_cast<double>(graph.num_nodes() - graph.num_local()),
+                      static_cast<double>(model->last_step().num_edges)};
   double lo[3], hi[3];
   MPI_Allreduce(counts, lo, 3, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(counts, hi, 3, MPI_DOUBLE, MPI_MAX, world);
