@@ -5,13 +5,22 @@ Examples::
     hienet-train examples/train/si_demo.yaml
     hienet-train examples/train/si_demo.yaml --resume          # continue after an interruption
     hienet-train my.yaml --init-checkpoint HIENet-V3.pth       # fine-tune an official checkpoint
+    torchrun --nproc_per_node 4 --no-python hienet-train my.yaml   # data parallel, 4 GPUs or processes
+    srun --ntasks-per-node 4 hienet-train my.yaml              # data parallel under Slurm
     hienet-train --print-defaults                              # every option with its default
 """
 import argparse
 import sys
 
 
-def main(argv=None) -> int:
+def _error_text(err: BaseException) -> str:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)  # no repr quotes
+    if "DataLoader worker" in message:  # a worker's error: its own last line names the structure
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="hienet-train", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -23,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", help="override device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--init-checkpoint", help="fine-tune from this checkpoint (ours or official)")
     parser.add_argument("--seed", type=int, help="override seed")
+    parser.add_argument("--num-workers", type=int,
+                        help="override num_workers (DataLoader processes per rank reading and building graphs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (one log line per epoch)")
     parser.add_argument("--print-defaults", action="store_true", help="print the default config and exit")
     args = parser.parse_args(argv)
@@ -35,7 +46,7 @@ def main(argv=None) -> int:
     if not args.config:
         parser.error("a YAML config is required (see --print-defaults)")
     config = load_config(args.config)
-    for key in ("output_dir", "epochs", "device", "init_checkpoint", "seed"):
+    for key in ("output_dir", "epochs", "device", "init_checkpoint", "seed", "num_workers"):
         value = getattr(args, key)
         if value is not None:
             config[key] = value
@@ -44,23 +55,56 @@ def main(argv=None) -> int:
     if args.no_progress:
         config["progress"] = False
 
+    from . import distributed
     from .trainer import Trainer, TrainingDiverged
 
+    rank = distributed.detect().rank if _environment_ok() else 0
+    prefix = "hienet-train: error: " if rank == 0 else f"hienet-train (rank {rank}): error: "
     try:
-        trainer = Trainer(config, resume=args.resume)
-    except (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
-        print(f"hienet-train: error: {message}", file=sys.stderr)
-        return 2
-    try:
-        summary = trainer.fit()
-    except TrainingDiverged as err:
-        print(f"hienet-train: error: {err}", file=sys.stderr)
-        return 1
-    print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "
-          f"({trainer.cfg['best_metric']} {summary['best_value']:.6g}); checkpoints in {summary['output_dir']}",
-          file=sys.stderr)
+        try:
+            trainer = Trainer(config, resume=args.resume)
+        except (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError) as err:
+            print(prefix + _error_text(err), file=sys.stderr)
+            return 2
+        try:
+            summary = trainer.fit()
+        except TrainingDiverged as err:  # every rank stops at the same step; rank 0 reports it
+            if rank == 0:
+                print(prefix + str(err), file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError) as err:  # bad data met while streaming
+            print(prefix + _error_text(err), file=sys.stderr)
+            return 2
+        finally:
+            trainer.close()
+    finally:
+        distributed.stop()
+    if rank == 0:
+        print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "
+              f"({trainer.cfg['best_metric']} {summary['best_value']:.6g}); checkpoints in {summary['output_dir']}",
+              file=sys.stderr)
     return 0
+
+
+def _environment_ok() -> bool:
+    from . import distributed
+
+    try:
+        distributed.detect()
+        return True
+    except ValueError:
+        return False  # the Trainer reports it
+
+
+def main(argv=None) -> int:
+    import os
+
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return _main(argv)
+    # under torchrun, an uncaught exception is written where the launcher reports it per rank
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(_main)(argv)
 
 
 if __name__ == "__main__":
