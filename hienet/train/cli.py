@@ -10,7 +10,10 @@ Examples::
     hienet-train --print-defaults                              # every option with its default
 """
 import argparse
+import os
 import sys
+import time
+import traceback
 
 
 def _error_text(err: BaseException) -> str:
@@ -60,25 +63,39 @@ def _main(argv=None) -> int:
 
     rank = distributed.detect().rank if _environment_ok() else 0
     prefix = "hienet-train: error: " if rank == 0 else f"hienet-train (rank {rank}): error: "
+
+    def failed(code: int, err: BaseException = None) -> int:
+        if err is not None:
+            print(prefix + _error_text(err), file=sys.stderr)
+        distributed.leave_after_error(code)  # returns only for a single process
+        return code
+
     try:
-        try:
-            trainer = Trainer(config, resume=args.resume)
-        except (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError) as err:
-            print(prefix + _error_text(err), file=sys.stderr)
-            return 2
-        try:
-            summary = trainer.fit()
-        except TrainingDiverged as err:  # every rank stops at the same step; rank 0 reports it
-            if rank == 0:
-                print(prefix + str(err), file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError) as err:  # bad data met while streaming
-            print(prefix + _error_text(err), file=sys.stderr)
-            return 2
-        finally:
-            trainer.close()
-    finally:
-        distributed.stop()
+        trainer = Trainer(config, resume=args.resume)
+    except (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError) as err:
+        return failed(2, err)
+    try:
+        summary = trainer.fit()
+    except TrainingDiverged as err:  # every rank stops at the same step; rank 0 reports it
+        return failed(1, err if rank == 0 else None)
+    except (ValueError, FileNotFoundError) as err:  # bad data met while streaming
+        return failed(2, err)
+    except Exception as err:  # e.g. a collective that failed because another rank died
+        if not trainer.processes.distributed:
+            raise
+        traceback.print_exc()
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        print(f"{prefix}training stopped at epoch {trainer.epoch}, step {trainer.step + 1}: "
+              f"{type(err).__name__}: {first_line} (when another process of the run failed first, "
+              f"torchrun's report or the srun log names it)", file=sys.stderr, flush=True)
+        # a collective fails on every rank once one rank dies: give the launcher the time to see
+        # that rank first (torchrun checks every 0.1 s and then stops this one), so that its
+        # report names the rank that failed as the root cause, not the ranks that waited for it
+        time.sleep(3.0)
+        _record_for_torchrun(err)
+        return failed(1)
+    trainer.close()
+    distributed.stop()
     if rank == 0:
         print(f"done: {summary['epoch']} epochs, best epoch {summary['best_epoch']} "
               f"({trainer.cfg['best_metric']} {summary['best_value']:.6g}); checkpoints in {summary['output_dir']}",
@@ -96,15 +113,15 @@ def _environment_ok() -> bool:
         return False  # the Trainer reports it
 
 
-def main(argv=None) -> int:
-    import os
+def _record_for_torchrun(err: BaseException) -> None:
+    """Writes the error where torchrun reports it per rank (its TORCHELASTIC_ERROR_FILE)."""
+    if "TORCHELASTIC_ERROR_FILE" in os.environ:
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
 
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _main(argv)
-    # under torchrun, an uncaught exception is written where the launcher reports it per rank
-    from torch.distributed.elastic.multiprocessing.errors import record
+        get_error_handler().record_exception(err)
 
-    return record(_main)(argv)
+
+main = _main
 
 
 if __name__ == "__main__":

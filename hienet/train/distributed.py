@@ -16,6 +16,7 @@ hang; torchrun also stops the remaining ranks as soon as one fails and names it.
 import datetime
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional
 
@@ -148,10 +149,27 @@ def start(processes: Processes, device: torch.device, timeout_s: float) -> None:
 
 
 def stop() -> None:
+    """Leave the process group, all ranks together (none tears down while others still talk)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def leave_after_error(code: int) -> None:
+    """End a rank of a data-parallel run that failed, at once: the other ranks may be waiting in a
+    collective that will never complete, and tearing the process group down (or letting the
+    interpreter do so at exit) can wait for them. torchrun sees the exit code, stops the other
+    ranks and reports this one. Returns for a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _active() -> bool:

@@ -293,7 +293,7 @@ class Trainer:
 
             self.trained = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)  # the buffers (constants) are the same everywhere and not trained
+                forward_sync_buffers=False)  # the buffers (constants) are the same everywhere and not trained
 
         # 6. optimiser, schedule, EMA ---------------------------------------------------------------
         opt_cfg, sched_cfg = cfg["optimizer"], cfg["scheduler"]
@@ -716,8 +716,10 @@ class Trainer:
 
     def close(self) -> None:
         """Lets the DataLoader workers kept between epochs go (a loader stops its workers when
-        it is freed)."""
+        it is freed) and the DistributedDataParallel wrapper, whose communication state must be
+        freed while the process group still exists (freed after it, it can block at exit)."""
         self._loaders.clear()
+        self.trained = self.model
 
     def _plot_training_curve(self) -> None:
         """training_curve.png from metrics.csv; a failed plot is a warning, never a failed run."""
