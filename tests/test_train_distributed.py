@@ -139,21 +139,28 @@ def test_processes_from_torchrun_and_slurm_environments():
         detect({"RANK": "4", "WORLD_SIZE": "4"})
 
 
-def test_ranks_share_every_single_process_batch():
+@pytest.mark.parametrize("sizes", [None, "skewed"])
+def test_ranks_share_every_single_process_batch(sizes):
     n, batch_size, world = 23, 6, 3
+    if sizes == "skewed":  # 2-atom cells and 200-atom slabs
+        sizes = np.where(np.arange(n) % 4 == 0, 200, 2)
     for epoch in (1, 2):
         single = GlobalBatchSampler(n, batch_size, seed=5)
         single.set_epoch(epoch)
         ranks = []
         for rank in range(world):
-            sampler = GlobalBatchSampler(n, batch_size, seed=5, rank=rank, world_size=world)
+            sampler = GlobalBatchSampler(n, batch_size, seed=5, rank=rank, world_size=world, sizes=sizes)
             sampler.set_epoch(epoch)
             ranks.append(list(sampler))
         steps = list(single)
         assert all(len(parts) == len(steps) == 4 for parts in ranks)  # the same number of steps
         for k, batch in enumerate(steps):  # step k of the ranks = step k of one process
-            assert sum((parts[k] for parts in ranks), []) == batch
-        assert [len(parts[-1]) for parts in ranks] == [2, 2, 1]
+            assert sorted(sum((parts[k] for parts in ranks), [])) == sorted(batch)
+            if sizes is not None:  # no rank holds two slabs while another holds none
+                slabs = [int(np.sum(sizes[parts[k]] == 200)) for parts in ranks]
+                assert max(slabs) - min(slabs) <= 1, slabs
+        if sizes is None:
+            assert [len(parts[-1]) for parts in ranks] == [2, 2, 1]
         assert sorted(sum(steps, [])) == list(range(n))
         assert steps[0] == epoch_order(n, 5, epoch)[:batch_size].tolist()
     tiny = GlobalBatchSampler(3, 2, seed=0, rank=1, world_size=2)
@@ -237,7 +244,7 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_before_saving(data, tmp_path):
     run = torchrun(REPO / "tests" / "train_fault.py", path, env=clean_env(FAULT="nan", FAULT_RANK="1", FAULT_STEP="7"))
     assert run.returncode != 0
     # rank 0 names the structure of rank 1's part of step 7 (epoch 2, second batch)
-    sampler = GlobalBatchSampler(9, 2, seed=0, rank=1, world_size=2)
+    sampler = GlobalBatchSampler(9, 2, seed=0, rank=1, world_size=2, sizes=np.full(9, 8))
     sampler.set_epoch(2)
     position = list(sampler)[1][0]
     train_idx, _ = split_indices(11, 0.2, 0)

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import torch
 
@@ -185,6 +185,25 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_reduce_sum_async(tensor: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Starts the sum over ranks (in place); the returned function waits for it and returns the
+    tensor, so that the communication overlaps the work in between."""
+    if not _active():
+        return lambda: tensor
+    import torch.distributed as dist
+
+    work = dist.all_reduce(tensor, op=dist.ReduceOp.SUM, async_op=True)
+    state = {"done": False}
+
+    def wait() -> torch.Tensor:
+        if not state["done"]:
+            work.wait()
+            state["done"] = True
+        return tensor
+
+    return wait
 
 
 def all_gather(obj: Any) -> List[Any]:

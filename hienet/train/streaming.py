@@ -112,22 +112,23 @@ class ExtxyzFrames:
 class AseDbFrames:
     """Random access to the rows of an ASE database by row id; key-value pairs go to atoms.info."""
 
-    def __init__(self, path, ids: np.ndarray):
-        self.path, self.ids = str(path), ids
+    def __init__(self, path, ids: np.ndarray, natoms: np.ndarray):
+        self.path, self.ids, self.natoms = str(path), ids, natoms
         self._db, self._pid = None, None
 
     @classmethod
     def scan(cls, path, want_species: bool = True) -> Tuple["AseDbFrames", Set[str]]:
         import ase.db
 
-        ids, species = [], set()
+        ids, natoms, species = [], [], set()
         for row in ase.db.connect(path).select():
             ids.append(row.id)
+            natoms.append(row.natoms)
             if want_species:
                 species.update(row.symbols)
         if not ids:
             raise ValueError(f"{path} holds no structures")
-        return cls(path, np.array(ids, dtype=np.int64)), species
+        return cls(path, np.array(ids, dtype=np.int64), np.array(natoms, dtype=np.int64)), species
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -190,6 +191,10 @@ class StreamedGraphDataset(torch.utils.data.Dataset):
         else:
             self._cache.move_to_end(i)
         return {**item, INDEX: torch.tensor(i)}
+
+    def num_atoms(self) -> np.ndarray:
+        """Atoms of each structure, from the index (no structure is read)."""
+        return self.frames.natoms[self.positions]
 
     def name(self, i: int) -> str:
         position = int(self.positions[i])

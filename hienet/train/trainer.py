@@ -318,7 +318,7 @@ class Trainer:
             set_rng_state(resume_state["rng"])
         self.resumed = resume_state is not None
         self.train_sampler = GlobalBatchSampler(len(self.train_set), cfg["batch_size"], seed, procs.rank,
-                                                procs.world_size)
+                                                procs.world_size, sizes=self.train_set.num_atoms())
         self._loaders: Dict[int, torch.utils.data.DataLoader] = {}
         self._padding = None
         self._provenance(origin)
@@ -524,23 +524,26 @@ class Trainer:
         if padding:
             cpu_batch = self._padding_batch()
         batch = to_device(cpu_batch, self.device)
-        counts = [0, 0, 0] if padding else self.metric_loss.counts(cpu_batch)
-        if world > 1:  # normalise by the counts of the whole global batch
-            batch[LOSS_NORM] = distributed.all_reduce_sum(torch.tensor(counts, dtype=self.dtype, device=self.device))
-            structures = batch[LOSS_NORM][0]
-        else:
-            structures = counts[0]
+        counts = torch.tensor([0, 0, 0] if padding else self.metric_loss.counts(cpu_batch), dtype=self.dtype,
+                              device=self.device)
+        # normalise by the counts of the whole global batch: summed over ranks during the forward
+        global_counts = distributed.all_reduce_sum_async(counts)
         self.optimizer.zero_grad(set_to_none=True)
         out = self._predict(self.trained, batch, create_graph=True)
+        if world > 1:
+            batch[LOSS_NORM] = global_counts()
         total, parts = self.loss_fn(out, batch)
         if padding:
             total = total * 0.0
-        loss = distributed.all_reduce_sum(total.detach().reshape(1).clone())[0]  # the global batch's loss
+        # the global batch's loss, summed over ranks during the backward pass; the step is only
+        # taken once it is known to be finite
+        global_loss = distributed.all_reduce_sum_async(total.detach().reshape(1).clone())
+        # DDP averages the gradients over ranks; the per-rank losses add up to the global one
+        (total * world if world > 1 else total).backward()
+        loss = global_loss()[0]
         if not torch.isfinite(loss):
             raise self._diverged(f"the loss is {float(loss)}", batch, padding,
                                  local=not bool(torch.isfinite(total.detach())))
-        # DDP averages the gradients over ranks; the per-rank losses add up to the global one
-        (total * world if world > 1 else total).backward()
         parameters = [p for p in self.model.parameters() if p.grad is not None]
         if cfg["grad_clip"]:
             norm = torch.nn.utils.clip_grad_norm_(parameters, float(cfg["grad_clip"]))
@@ -554,7 +557,7 @@ class Trainer:
         self.step += 1
         if metrics is not None and not padding:
             metrics.update(out, batch)
-        return float(loss), float(norm), int(structures)
+        return float(loss), float(norm), int(global_counts()[0])
 
     def train_epoch(self, bar=None) -> Dict[str, float]:
         self.model.train()
