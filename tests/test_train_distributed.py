@@ -183,11 +183,12 @@ def test_batch_size_not_divisible_by_the_world_size_is_named(data, tmp_path, mon
 # ------------------------------------------------------------------------------------------
 def test_two_ranks_train_like_one_process(data, reference, tmp_path):
     """torchrun, 2 ranks, data streamed from disk with DataLoader workers and a small cache."""
-    cfg = config(data, tmp_path / "two", num_workers=1)
+    cfg = config(data, tmp_path / "two")
     cfg["data"].update(stream=True, cache_size=3)
-    run = torchrun("--no-python", BIN / "hienet-train", write_config(tmp_path / "train.yaml", cfg))
+    run = torchrun("--no-python", BIN / "hienet-train", write_config(tmp_path / "train.yaml", cfg), "--num-workers", 1)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "data parallel: 2 processes (torchrun, gloo), global batch 2 = 1 per process" in run.stderr
+    assert "(streamed from disk, 1 worker(s) per process)" in run.stderr
     assert run.stderr.count("epoch 2/2:") == 1  # rank 1 is silent
     assert_same_run(tmp_path / "two", reference)
     saved = sorted(p.name for p in (tmp_path / "two").iterdir())
