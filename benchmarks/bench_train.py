@@ -20,6 +20,7 @@ Data: examples/data/si_train.extxyz, generated when missing (examples/data/gener
 
     python benchmarks/bench_train.py                    # 1 and 2 (throughput, memory)
     python benchmarks/bench_train.py --quick            # 48 structures, 1 repeat, memory at 1x only
+    python benchmarks/bench_train.py --no-memory --batch-size 16   # more structures per process
     python benchmarks/bench_train.py --gpu --init-checkpoint HIENet-V3.pth
 """
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip part 2")
     parser.add_argument("--gpu", action="store_true", help="only part 3: one-GPU fine-tuning throughput of V3")
     parser.add_argument("--init-checkpoint", help="--gpu: the official HIENet-V3.pth")
-    parser.add_argument("--batch-size", type=int, default=32, help="--gpu: batch size")
+    parser.add_argument("--batch-size", type=int, help="global batch (default: si-demo's 4; --gpu: 32)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -161,12 +162,15 @@ def main(argv=None) -> int:
         # 1. throughput ------------------------------------------------------------------------
         def run(processes):
             name = f"p{processes}"
-            return lambda: train(si_demo_config(small, work / name, epochs=args.epochs), work, name, processes)
+            overrides = {"epochs": args.epochs}
+            if args.batch_size:
+                overrides["batch_size"] = args.batch_size
+            return lambda: train(si_demo_config(small, work / name, **overrides), work, name, processes)
 
         P = args.processes
         best = throughput({"1 process": run(1), f"{P} processes": run(P)}, args.structures, args.repeats)
         ratio = best[f"{P} processes"] / best["1 process"]
-        batch = si_demo_config(small, work)["batch_size"]
+        batch = args.batch_size or si_demo_config(small, work)["batch_size"]
         bound = balance_bound(small, batch, P, args.epochs)
         print(f"\n# si-demo, {args.structures} structures, batch {batch} (global), 1 torch thread per process, gloo")
         for name, rate in best.items():
@@ -207,6 +211,7 @@ def gpu_throughput(args, data: Path, work: Path, results: dict) -> int:
     if not torch.cuda.is_available():
         print("--gpu: torch sees no CUDA device", file=sys.stderr)
         return 2
+    args.batch_size = args.batch_size or 32
     overrides = dict(epochs=args.epochs, device="cuda", dtype="float32", batch_size=args.batch_size, num_threads=None)
     config = si_demo_config(data, work / "gpu", **overrides)
     if args.init_checkpoint:
