@@ -175,3 +175,16 @@ def test_fine_tuning_refuses_streamed_elements_outside_the_checkpoint(tmp_path):
     del config["model"]
     with pytest.raises(ValueError, match="Ge not in"):
         Trainer(config, log=quiet)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"data": {"train": "x", "stream": "yes"}}, "data.stream must be true or false"),
+    ({"data": {"train": "x", "cache_size": -1}}, "'data.cache_size' must be a non-negative integer"),
+    ({"data": {"train": "x"}, "num_workers": 1.5}, "'num_workers' must be a non-negative integer"),
+    ({"data": {"train": "x"}, "collective_timeout_s": 0}, "collective_timeout_s must be positive"),
+])
+def test_streaming_and_process_options_are_checked(bad, match):
+    from hienet.train import resolve_config
+
+    with pytest.raises(ValueError, match=match):
+        resolve_config(bad)
