@@ -121,12 +121,12 @@ def test_non_finite_loss_stops_without_overwriting(data, tmp_path):
     calls = {"n": 0}
     loss_fn = trainer.loss_fn
 
-    def nan_on_third_batch(pred, batch):  # 3rd call: the 2nd batch of epoch 2 (fit re-validates epoch 0)
-        total, parts = loss_fn(pred, batch)
+    def nan_on_second_batch(pred, batch):  # 2nd call: the 2nd batch of epoch 2 (validation computes
+        total, parts = loss_fn(pred, batch)  # its metrics without the training loss function)
         calls["n"] += 1
-        return (total * float("nan") if calls["n"] == 3 else total), parts
+        return (total * float("nan") if calls["n"] == 2 else total), parts
 
-    trainer.loss_fn = nan_on_third_batch
+    trainer.loss_fn = nan_on_second_batch
     with pytest.raises(TrainingDiverged, match=r"training stopped at epoch 2, step 6: the loss is nan \(batch: "
                                                fr"{data} structure \d+ \(config_type=rattled-\d+\)"):
         trainer.fit()

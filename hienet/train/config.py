@@ -21,7 +21,7 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "deterministic": True,
     "output_dir": "hienet-train-output",
     "epochs": 100,
-    "batch_size": 4,  # structures per optimisation step
+    "batch_size": 4,  # structures per optimisation step (the global batch, split over data-parallel ranks)
     "eval_batch_size": None,  # default: batch_size
     "data": {
         "train": None,  # extxyz (any ase.io format) with energy, forces, optional stress
@@ -30,7 +30,17 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
         "energy_key": None,  # atoms.info key; None: the file's calculator results (extxyz energy=)
         "forces_key": None,  # atoms.arrays key; None: calculator results
         "stress_key": None,  # atoms.info key (6 Voigt or 9 values, eV/Å^3, ASE sign)
+        # false: read every structure and build every graph up front (data that fit in memory);
+        # true: index the file (extxyz or ASE .db) and read each structure and build its graph
+        # when a batch needs it, in DataLoader workers (data larger than memory)
+        "stream": False,
+        "cache_size": 0,  # streamed data: graphs kept per process (least recently used dropped)
     },
+    # DataLoader worker processes per rank reading structures and building graphs
+    # (None: 2 for streamed data, 0 for data in memory)
+    "num_workers": None,
+    # seconds a rank waits in a collective (e.g. for a rank that died under srun) before failing
+    "collective_timeout_s": 600,
     # Architecture (new models): a preset of hienet.model.PRESETS plus any model config key.
     "model": {"preset": "small"},
     # Fine-tuning: our checkpoint or an official HIENet checkpoint (weights and config taken
@@ -106,6 +116,14 @@ def resolve_config(config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ValueError(f"training config key {key!r} must be a positive integer, got {cfg[key]!r}")
+    if not isinstance(cfg["data"]["stream"], bool):
+        raise ValueError(f"data.stream must be true or false, got {cfg['data']['stream']!r}")
+    for key, value in (("data.cache_size", cfg["data"]["cache_size"]), ("num_workers", cfg["num_workers"])):
+        if (value is not None or key != "num_workers") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"training config key {key!r} must be a non-negative integer, got {value!r}")
+    if not float(cfg["collective_timeout_s"]) > 0:
+        raise ValueError(f"collective_timeout_s must be positive, got {cfg['collective_timeout_s']!r}")
     frac = cfg["data"]["validation_fraction"]
     if not 0.0 <= float(frac) < 1.0:
         raise ValueError(f"data.validation_fraction must be in [0, 1), got {frac}")

@@ -6,7 +6,7 @@ indices offset, `batch` assigning nodes to structures), cast to the model dtype 
 
 Labels follow ASE conventions: energy (eV), forces (eV/Å), stress (eV/Å^3, tensile positive).
 """
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -115,7 +115,9 @@ def structure_to_graph(atoms, species: Sequence[str], cutoff: float, source: str
 
 
 class GraphDataset:
-    """Graphs of labelled structures for one model (species order and cutoff)."""
+    """Graphs of labelled structures for one model (species order and cutoff), all built up
+    front and held in memory (`hienet.train.streaming.StreamedGraphDataset` reads and builds
+    them on demand instead)."""
 
     def __init__(self, frames: List, species: Sequence[str], cutoff: float, source: str = "data",
                  energy_key=None, forces_key=None, stress_key=None):
@@ -132,7 +134,10 @@ class GraphDataset:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        return self.items[i]
+        return {**self.items[i], INDEX: torch.tensor(i)}
+
+    def name(self, i: int) -> str:
+        return self.names[i]
 
     def subset(self, indices: Sequence[int]) -> "GraphDataset":
         out = object.__new__(GraphDataset)
@@ -160,6 +165,16 @@ class GraphDataset:
         return np.concatenate([item[K.FORCES].numpy() for item in self.items]).reshape(-1, 3)
 
 
+def summary_of(item: Dict[str, torch.Tensor], num_species: int):
+    """What the model constants need of one structure graph (hienet.train.statistics.Summary)."""
+    from .statistics import Summary
+
+    forces = item[K.FORCES].numpy()
+    return Summary(counts=np.bincount(item[K.SPECIES].numpy(), minlength=num_species),
+                   energy=float(item[K.ENERGY]), force_sq=float(np.sum(forces**2)), force_n=forces.size,
+                   num_edges=int(item[K.EDGE_INDEX].shape[1]))
+
+
 def collate(items: Sequence[Dict[str, torch.Tensor]], dtype: torch.dtype = torch.float32,
             device=None, indices: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
     """One disjoint-union graph of `items` (node indices offset), cast to dtype/device."""
@@ -179,23 +194,21 @@ def collate(items: Sequence[Dict[str, torch.Tensor]], dtype: torch.dtype = torch
     }
     if indices is not None:
         batch[INDEX] = torch.as_tensor(list(indices), dtype=torch.long)
+    elif all(INDEX in item for item in items):
+        batch[INDEX] = torch.stack([item[INDEX] for item in items])
     return {
         k: (v.to(device=device, dtype=dtype) if k in _FLOAT_KEYS else v.to(device=device))
         for k, v in batch.items()
     }
 
 
-def batches(dataset: GraphDataset, batch_size: int, dtype: torch.dtype, device,
-            order: Optional[Sequence[int]] = None) -> Iterator[Dict[str, torch.Tensor]]:
-    """Batches of `dataset` in `order` (default: as stored); the last one may be smaller."""
-    order = list(range(len(dataset))) if order is None else list(order)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        yield collate([dataset[i] for i in chunk], dtype=dtype, device=device, indices=chunk)
+def collate_or_none(items: Sequence[Dict[str, torch.Tensor]], dtype: torch.dtype):
+    """`collate` on the CPU (in DataLoader workers); None for a rank's empty part of a batch."""
+    return collate(items, dtype=dtype) if len(items) else None
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def split_indices(n: int, validation_fraction: float, seed: int):

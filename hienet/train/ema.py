@@ -34,8 +34,10 @@ class ExponentialMovingAverage:
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         d = self.current_decay()
-        for name, p in model.named_parameters():
-            self.shadow[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
+        names = [name for name, _ in model.named_parameters()]
+        shadow = [self.shadow[name] for name in names]
+        torch._foreach_mul_(shadow, d)  # one kernel launch for all tensors (GPU), fewer loops (CPU)
+        torch._foreach_add_(shadow, [p.detach() for _, p in model.named_parameters()], alpha=1.0 - d)
         self.num_updates += 1
 
     @contextmanager
