@@ -8,6 +8,7 @@
 
 #include "compute_hienet_deviation.h"
 #include "error.h"
+#include "hienet_build_info.h"
 #include "lammps.h"
 #include "pair_hienet.h"
 
@@ -37,16 +38,6 @@ __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *h
 // without it still loads the plugin (the size check is then skipped)
 int lammps_extract_setting(void *handle, const char *keyword) __attribute__((weak));
 }
-
-#ifndef HIENET_VERSION
-#define HIENET_VERSION "unknown"
-#endif
-#ifndef HIENET_GIT
-#define HIENET_GIT "unknown"
-#endif
-#ifndef HIENET_BUILD_INFO
-#define HIENET_BUILD_INFO "unknown LAMMPS headers"
-#endif
 
 using namespace LAMMPS_NS;
 

@@ -10,6 +10,7 @@
 
 #include "pair_hienet.h"
 #include "hienet_lammps_compat.h"
+#include "hienet_build_info.h"
 
 #include "hienet/allocator.h"
 
@@ -30,16 +31,6 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
-
-#ifndef HIENET_VERSION
-#define HIENET_VERSION "unknown"
-#endif
-#ifndef HIENET_GIT
-#define HIENET_GIT "unknown"
-#endif
-#ifndef HIENET_BUILD_INFO
-#define HIENET_BUILD_INFO "unknown LAMMPS headers"
-#endif
 
 using namespace LAMMPS_NS;
 

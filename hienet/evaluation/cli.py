@@ -25,32 +25,10 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .diatomics import R_MIN, STEP
+from .frames import progress_bar, read_frames
 
 DEFAULT_OUTPUT = "hienet-eval-output"
 DEFAULT_TYPE_KEY = "config_type"
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="structure", disable=not enabled, dynamic_ncols=True,
-                file=sys.stderr)
-
-
-def _read_frames(path) -> list:
-    import ase.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    try:
-        frames = ase.io.read(path, index=":")
-    except Exception as err:
-        raise ValueError(f"cannot read structures from {path}: {err}") from None
-    frames = frames if isinstance(frames, list) else [frames]
-    if not frames:
-        raise ValueError(f"{path} holds no structures")
-    return frames
 
 
 def _model(model, smooth: Optional[str]):
@@ -80,7 +58,7 @@ def evaluate_test_set(model: str, data, output_dir, *, device: str = "cpu", dtyp
     from .predictor import Predictor
     from .report import format_summary, structure_rows, summary_rows, write_csv, write_json, write_predictions
 
-    frames = _read_frames(data)
+    frames = read_frames(data)
     labels = reference_labels(frames, str(data), energy_key, forces_key, stress_key)
     predictor = Predictor(_model(model, smooth_invariant), device=device, dtype=dtype)
     _provenance(predictor, model, log)
@@ -88,7 +66,7 @@ def evaluate_test_set(model: str, data, output_dir, *, device: str = "cpu", dtyp
     log(f"data: {data}: {len(frames)} structures, {num_atoms} atoms, "
         f"{sum(lab.stress is not None for lab in labels)} with stress")
     t0 = time.perf_counter()
-    with _progress_bar(len(frames), "evaluating", progress) as bar:
+    with progress_bar(len(frames), "evaluating", progress) as bar:
         predictions = predictor.predict(frames, batch_size=batch_size, progress=bar.update, source=f"{data} structure")
     seconds = time.perf_counter() - t0
     types = structure_types(frames, type_key)
@@ -141,7 +119,7 @@ def evaluate_diatomics(model: str, output_dir, *, pairs: Optional[str] = None, r
     curves, metrics = {}, {}
     for name, predictor in variants.items():
         total = len(chosen) * (len(distances) + 4)
-        with _progress_bar(total, f"pairs ({name})", progress) as bar:
+        with progress_bar(total, f"pairs ({name})", progress) as bar:
             curves[name] = pair_curves(predictor, chosen, distances, batch_size=batch_size, progress=bar.update)
         metrics[name] = {pair: pair_metrics(c, predictor.cutoff) for pair, c in curves[name].items()}
     out = Path(output_dir)

@@ -28,77 +28,9 @@ import numpy as np
 from ..ase_convert import check_finite
 from ..ensemble import COLUMNS, Deviation, check_compatible, member_outputs, model_deviation
 from ..graph import keys as K
+from .frames import frame_steps, parse_type_map, progress_bar, read_frames
 
 DEVIATION_FILE = "model_devi.out"
-
-
-# -------------------------------------------------------------------------------------------
-# reading frames: extxyz or a LAMMPS dump
-# -------------------------------------------------------------------------------------------
-def _dump_columns(path: Path) -> Optional[List[str]]:
-    """The per-atom columns of a LAMMPS text dump, None if `path` is not one."""
-    with open(path, errors="replace") as f:
-        first = f.readline()
-        if not first.startswith("ITEM: TIMESTEP"):
-            return None
-        for line in f:
-            if line.startswith("ITEM: ATOMS"):
-                return line.split()[2:]
-    raise ValueError(f"{path}: a LAMMPS dump without an 'ITEM: ATOMS' section")
-
-
-def parse_type_map(text: Optional[str]) -> Optional[List[str]]:
-    """'Si,O' -> ['Si', 'O'] (element of type 1, 2, ...), each a chemical symbol."""
-    if not text:
-        return None
-    from ase.data import chemical_symbols
-
-    elements = [e.strip() for e in text.split(",")]
-    bad = [e for e in elements if e not in chemical_symbols[1:]]
-    if bad:
-        raise ValueError(f"--type-map {text}: {', '.join(repr(b) for b in bad)} not a chemical symbol "
-                         "(give the element of each LAMMPS type in order, e.g. Si,O)")
-    return elements
-
-
-def read_trajectory(path, type_map: Optional[Sequence[str]] = None) -> list:
-    """Frames of an extxyz (any ase.io format) or a LAMMPS text dump, with their elements."""
-    import ase.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    columns = _dump_columns(path)
-    if columns is None:
-        kwargs = {}
-    else:
-        if "element" not in columns and not type_map:
-            raise ValueError(f"{path} is a LAMMPS dump with atom types ({' '.join(columns)}) but no element "
-                             "column: give --type-map El1,El2,... (the element of types 1, 2, ...) or dump "
-                             "the element column")
-        if not any(c in columns for c in ("x", "xs", "xu", "xsu")):
-            raise ValueError(f"{path}: the LAMMPS dump has no positions (columns {' '.join(columns)})")
-        kwargs = {"format": "lammps-dump-text", "specorder": list(type_map) if type_map else None}
-    try:
-        frames = ase.io.read(path, index=":", **kwargs)
-    except IndexError:
-        raise ValueError(f"{path}: an atom type beyond --type-map {','.join(type_map)} "
-                         f"({len(type_map)} types)") from None
-    except Exception as err:
-        raise ValueError(f"cannot read structures from {path}: {err}") from None
-    frames = frames if isinstance(frames, list) else [frames]
-    if not frames:
-        raise ValueError(f"{path} holds no structures")
-    return frames
-
-
-def frame_steps(frames: Sequence) -> np.ndarray:
-    """The step of each frame: a dump's timestep, info['step'], else the frame index."""
-    steps = []
-    for k, atoms in enumerate(frames):
-        step = atoms.info.get("timestep", atoms.info.get("step", k))
-        steps.append(int(step))
-    return np.array(steps, dtype=np.int64)
 
 
 # -------------------------------------------------------------------------------------------
@@ -235,7 +167,7 @@ def evaluate_ensemble(models: Sequence[str], data, output_dir, *, type_map: Opti
         raise ValueError("--ensemble needs at least one more model besides MODEL")
     if select is not None and not select[0] < select[1]:
         raise ValueError(f"--select LO HI needs LO < HI, got {select[0]} {select[1]}")
-    frames = read_trajectory(data, parse_type_map(type_map))
+    frames = read_frames(data, parse_type_map(type_map))
     steps = frame_steps(frames)
     predictors = [Predictor(m, device=device, dtype=dtype) for m in models]
     names = [str(m) for m in models]
@@ -244,9 +176,8 @@ def evaluate_ensemble(models: Sequence[str], data, output_dir, *, type_map: Opti
     log(f"hienet-eval --ensemble: {len(models)} models ({', '.join(names)}; the first drives), "
         f"{len(first.species)} species, cutoff {first.cutoff} Å, dtype {first.dtype_name}, device {first.device}")
     log(f"data: {data}: {len(frames)} frames, {sum(len(a) for a in frames)} atoms")
-    from .cli import _progress_bar
 
-    with _progress_bar(len(frames), "deviation", progress) as bar:
+    with progress_bar(len(frames), "deviation", progress) as bar:
         deviations = ensemble_deviations(predictors, names, frames, batch_size=batch_size, relative=relative,
                                          progress=bar.update, source=f"{data} frame")
     out = Path(output_dir)
